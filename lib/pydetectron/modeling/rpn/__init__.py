@@ -1,0 +1,1 @@
+"""Region proposal network: anchors, heads, proposals and targets."""

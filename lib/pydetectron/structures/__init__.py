@@ -1,0 +1,1 @@
+"""Geometry of boxes, masks and keypoints shared by data, modeling and evaluation."""
