@@ -1,0 +1,1 @@
+"""RoI heads: proposal sampling, RoI feature pooling, box heads and post-processing."""
