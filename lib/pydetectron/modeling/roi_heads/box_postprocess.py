@@ -91,9 +91,9 @@ class BoxPostProcessor:
             class_agnostic_bbox_reg=cfg.MODEL.CLS_AGNOSTIC_BBOX_REG,
             min_size=cfg.TEST.BOX_MIN_SIZE,
             keep_ties=cfg.TEST.DETECTIONS_KEEP_TIES,
-            soft_nms_settings=SoftNMSSettings(
-                soft.ENABLED, soft.METHOD, soft.SIGMA, soft.OVERLAP_THRESH, soft.SCORE_THRESH
-            ),
+            # Detectron's Soft-NMS uses TEST.NMS as its overlap threshold and drops boxes
+            # decayed below 1e-4
+            soft_nms_settings=SoftNMSSettings(soft.ENABLED, soft.METHOD, soft.SIGMA, cfg.TEST.NMS, 0.0001),
             box_vote_settings=BoxVoteSettings(
                 vote.ENABLED, vote.VOTE_TH, vote.SCORING_METHOD, vote.SCORING_METHOD_BETA
             ),

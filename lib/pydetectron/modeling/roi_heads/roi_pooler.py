@@ -1,0 +1,109 @@
+"""RoI feature extraction (Detectron's RoI transform) over one or several feature levels.
+
+With several levels (FPN) each RoI is pooled from the level its size maps to
+(`map_rois_to_levels`), and the results come back in the RoIs' order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pydetectron import ops
+
+ROI_XFORM_METHODS = ("RoIAlign", "RoIPoolF", "RoICrop")
+LEVEL_MAPPINGS = ("detectron", "torchvision")
+
+
+def map_rois_to_levels(
+    boxes: torch.Tensor,
+    min_level: int,
+    max_level: int,
+    canonical_scale: float = 224.0,
+    canonical_level: int = 4,
+    mapping: str = "detectron",
+) -> torch.Tensor:
+    """FPN level of each box [R, 4] (Feature Pyramid Networks, eq. 1), clamped to the range.
+
+    'detectron': floor(k0 + log2(sqrt(area) / s0 + 1e-6)) with +1 box areas;
+    'torchvision': floor(k0 + log2(sqrt(area) / s0) + 1e-6) with plain areas (LevelMapper).
+    """
+    if mapping not in LEVEL_MAPPINGS:
+        raise ValueError(f"level mapping must be one of {LEVEL_MAPPINGS}, got {mapping!r}")
+    off = 1.0 if mapping == "detectron" else 0.0
+    area = (boxes[:, 2] - boxes[:, 0] + off) * (boxes[:, 3] - boxes[:, 1] + off)
+    scale = torch.sqrt(area)
+    if mapping == "detectron":
+        levels = torch.floor(canonical_level + torch.log2(scale / canonical_scale + 1e-6))
+    else:
+        levels = torch.floor(canonical_level + torch.log2(scale / canonical_scale) + 1e-6)
+    return levels.clamp(min=min_level, max=max_level).to(torch.int64)
+
+
+class RoIPooler(nn.Module):
+    """Pool [R, C, S, S] features for RoIs [R, 5] (batch index, x1, y1, x2, y2).
+
+    `spatial_scales[i]` belongs to `features[i]` in forward; with several levels,
+    `levels[i]` names the FPN level of feature i (e.g. 2..5).
+    """
+
+    def __init__(
+        self,
+        output_size: int,
+        spatial_scales: Sequence[float],
+        method: str = "RoIAlign",
+        sampling_ratio: int = 0,
+        aligned: bool = False,
+        crop_with_max_pool: bool = True,
+        canonical_scale: float = 224.0,
+        canonical_level: int = 4,
+        level_mapping: str = "detectron",
+    ) -> None:
+        super().__init__()
+        if method not in ROI_XFORM_METHODS:
+            raise ValueError(f"RoI transform method must be one of {ROI_XFORM_METHODS}, got {method!r}")
+        if level_mapping not in LEVEL_MAPPINGS:
+            raise ValueError(f"level mapping must be one of {LEVEL_MAPPINGS}, got {level_mapping!r}")
+        self.output_size = int(output_size)
+        self.spatial_scales = [float(s) for s in spatial_scales]
+        self.levels = [int(round(-math.log2(s))) for s in self.spatial_scales]
+        self.method = method
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+        self.crop_with_max_pool = crop_with_max_pool
+        self.canonical_scale = canonical_scale
+        self.canonical_level = canonical_level
+        self.level_mapping = level_mapping
+
+    def pool_level(self, feature: torch.Tensor, rois: torch.Tensor, scale: float) -> torch.Tensor:
+        """Apply the configured RoI transform on one feature map."""
+        size = self.output_size
+        if self.method == "RoIAlign":
+            return ops.roi_align(feature, rois, size, scale, self.sampling_ratio, self.aligned)
+        if self.method == "RoIPoolF":
+            return ops.roi_pool(feature, rois, size, scale)
+        if self.crop_with_max_pool:
+            return F.max_pool2d(ops.roi_crop(feature, rois, 2 * size, scale), kernel_size=2, stride=2)
+        return ops.roi_crop(feature, rois, size, scale)
+
+    def forward(self, features: Sequence[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
+        if len(features) != len(self.spatial_scales):
+            raise ValueError(f"RoIPooler expects {len(self.spatial_scales)} feature maps, got {len(features)}")
+        rois = rois.to(features[0].dtype)
+        if len(features) == 1:
+            return self.pool_level(features[0], rois, self.spatial_scales[0])
+        levels = map_rois_to_levels(
+            rois[:, 1:], min(self.levels), max(self.levels), self.canonical_scale, self.canonical_level,
+            self.level_mapping,
+        )
+        first = features[0]
+        out = first.new_zeros((rois.shape[0], first.shape[1], self.output_size, self.output_size))
+        for feature, scale, level in zip(features, self.spatial_scales, self.levels):
+            index = torch.nonzero(levels == level, as_tuple=False).squeeze(1)
+            if index.numel() > 0:
+                out[index] = self.pool_level(feature, rois[index], scale).to(out.dtype)
+        return out

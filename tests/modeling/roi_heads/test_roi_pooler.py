@@ -1,0 +1,55 @@
+"""RoI pooling over FPN levels against torchvision's MultiScaleRoIAlign and hand values."""
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.poolers import LevelMapper
+
+from pydetectron.modeling.roi_heads.roi_pooler import RoIPooler, map_rois_to_levels
+
+
+def test_level_mapping_detectron_hand_values():
+    # sqrt(+1 area) 224 -> level 4; 112 -> 3; 111 -> 2 (log2(111/224) < -1); huge -> clamp 5
+    boxes = torch.tensor(
+        [[0.0, 0.0, 223.0, 223.0], [0.0, 0.0, 111.0, 111.0], [0.0, 0.0, 110.0, 110.0], [0.0, 0.0, 2000.0, 2000.0]]
+    )
+    assert map_rois_to_levels(boxes, 2, 5).tolist() == [4, 3, 2, 5]
+
+
+def test_level_mapping_torchvision_matches_levelmapper():
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(200, 2, generator=g) * 400
+    boxes = torch.cat((xy, xy + torch.rand(200, 2, generator=g) * 500 + 1), dim=1)
+    expected = LevelMapper(2, 5)([boxes]) + 2
+    assert torch.equal(map_rois_to_levels(boxes, 2, 5, mapping="torchvision"), expected)
+
+
+def test_fpn_pooling_matches_torchvision_multiscale_roialign():
+    torch.manual_seed(0)
+    image_size = (128, 192)
+    feats = [torch.randn(2, 8, image_size[0] // s, image_size[1] // s, dtype=torch.float64) for s in (4, 8, 16, 32)]
+    xy = torch.rand(40, 2, dtype=torch.float64) * 100
+    boxes = torch.cat((xy, xy + torch.rand(40, 2, dtype=torch.float64) * 120 + 2), dim=1)
+    batch = torch.cat((torch.zeros(25), torch.ones(15))).to(torch.float64)
+    tv = MultiScaleRoIAlign(["p2", "p3", "p4", "p5"], 7, sampling_ratio=2)
+    expected = tv(OrderedDict(zip(["p2", "p3", "p4", "p5"], feats)), [boxes[:25], boxes[25:]], [image_size] * 2)
+    pooler = RoIPooler(7, [1 / 4, 1 / 8, 1 / 16, 1 / 32], sampling_ratio=2, level_mapping="torchvision")
+    got = pooler(feats, torch.cat((batch[:, None], boxes), dim=1))
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["RoIAlign", "RoIPoolF", "RoICrop"])
+def test_single_level_methods_run_and_backprop(method):
+    feat = torch.randn(1, 4, 20, 30, requires_grad=True)
+    rois = torch.tensor([[0.0, 10.0, 10.0, 100.0, 60.0], [0.0, 0.0, 0.0, 40.0, 40.0]])
+    out = RoIPooler(7, [1 / 4], method=method)([feat], rois)
+    assert out.shape == (2, 4, 7, 7)
+    out.sum().backward()
+    assert feat.grad.abs().sum() > 0
+
+
+def test_bad_method_named():
+    with pytest.raises(ValueError, match="RoI transform method"):
+        RoIPooler(7, [1 / 16], method="RoIWarp")
