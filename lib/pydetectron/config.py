@@ -114,7 +114,7 @@ def _train_defaults() -> AttrDict:
     t.RPN_PRE_NMS_TOP_N = 12000  # top proposals kept before NMS (per level with FPN)
     t.RPN_POST_NMS_TOP_N = 2000  # proposals kept after NMS (in total)
     t.RPN_STRADDLE_THRESH = 0  # drop anchors further than this outside the image; -1 keeps all
-    t.RPN_MIN_SIZE = 0  # minimum proposal side, in original image pixels
+    t.RPN_MIN_SIZE = 0.0  # minimum proposal side, in original image pixels
     t.CROWD_FILTER_THRESH = 0.7  # drop proposals this much inside crowd regions
     t.GT_MIN_AREA = -1  # ignore gt objects smaller than this area
     t.FREEZE_CONV_BODY = False  # train the heads only
@@ -166,7 +166,7 @@ def _test_defaults() -> AttrDict:
     t.RPN_NMS_THRESH = 0.7
     t.RPN_PRE_NMS_TOP_N = 12000  # per level with FPN
     t.RPN_POST_NMS_TOP_N = 2000  # in total
-    t.RPN_MIN_SIZE = 0
+    t.RPN_MIN_SIZE = 0.0  # minimum proposal side (see TRAIN.RPN_MIN_SIZE)
     t.DETECTIONS_PER_IM = 100  # COCO's limit
     t.DETECTIONS_KEEP_TIES = True  # [pydetectron] keep detections tied with the last one (Detectron)
     t.BOX_MIN_SIZE = 0.0  # [pydetectron] drop detections smaller than this before NMS (torchvision: 0.01)
@@ -287,6 +287,10 @@ def _rpn_defaults() -> AttrDict:
     r.STRIDE = 16  # stride of the feature map the RPN sits on
     r.ASPECT_RATIOS = (0.5, 1, 2)
     r.ANCHOR_CONVENTION = "detectron"  # [pydetectron] 'detectron' (generate_anchors) or 'torchvision'
+    r.MIN_SIZE_RULE = "detectron"  # [pydetectron] proposal min size in original px + centre check, or 'torchvision'
+    r.SCORE_THRESH = 0.0  # [pydetectron] drop proposals with objectness below this (torchvision)
+    r.CLS_LOSS_NORMALIZATION = ""  # [pydetectron] '' (Detectron's), 'num_sampled' or 'batch_size_per_im'
+    r.BBOX_LOSS_NORMALIZATION = "per_image"  # [pydetectron] RPN box loss normalisation (Detectron: per_image)
     return r
 
 
@@ -793,6 +797,7 @@ def assert_and_infer_cfg(make_immutable: bool = True, target: AttrDict | None = 
 # Keys that take one of a few strings (the numeric-convention switches among them).
 _CHOICES = {
     "RPN.ANCHOR_CONVENTION": ("detectron", "torchvision"),
+    "RPN.MIN_SIZE_RULE": ("detectron", "torchvision"),
     "FPN.ROI_LEVEL_MAPPING": ("detectron", "torchvision"),
     "TEST.BOX_DECODE_SPACE": ("original", "input"),
     "RESNETS.NORM": ("", "AffineChannel", "FrozenBN", "BN", "GN"),
