@@ -798,6 +798,8 @@ def assert_and_infer_cfg(make_immutable: bool = True, target: AttrDict | None = 
 _CHOICES = {
     "RPN.ANCHOR_CONVENTION": ("detectron", "torchvision"),
     "RPN.MIN_SIZE_RULE": ("detectron", "torchvision"),
+    "RPN.CLS_LOSS_NORMALIZATION": ("", "num_sampled", "batch_size_per_im"),
+    "RPN.BBOX_LOSS_NORMALIZATION": ("per_image", "num_sampled"),
     "FPN.ROI_LEVEL_MAPPING": ("detectron", "torchvision"),
     "TEST.BOX_DECODE_SPACE": ("original", "input"),
     "RESNETS.NORM": ("", "AffineChannel", "FrozenBN", "BN", "GN"),

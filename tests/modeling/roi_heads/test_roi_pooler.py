@@ -1,29 +1,12 @@
-"""RoI pooling over FPN levels against torchvision's MultiScaleRoIAlign and hand values."""
+"""RoI pooling over FPN levels against torchvision's MultiScaleRoIAlign."""
 
 from collections import OrderedDict
 
 import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.poolers import LevelMapper
 
-from pydetectron.modeling.roi_heads.roi_pooler import RoIPooler, map_rois_to_levels
-
-
-def test_level_mapping_detectron_hand_values():
-    # sqrt(+1 area) 224 -> level 4; 112 -> 3; 111 -> 2 (log2(111/224) < -1); huge -> clamp 5
-    boxes = torch.tensor(
-        [[0.0, 0.0, 223.0, 223.0], [0.0, 0.0, 111.0, 111.0], [0.0, 0.0, 110.0, 110.0], [0.0, 0.0, 2000.0, 2000.0]]
-    )
-    assert map_rois_to_levels(boxes, 2, 5).tolist() == [4, 3, 2, 5]
-
-
-def test_level_mapping_torchvision_matches_levelmapper():
-    g = torch.Generator().manual_seed(0)
-    xy = torch.rand(200, 2, generator=g) * 400
-    boxes = torch.cat((xy, xy + torch.rand(200, 2, generator=g) * 500 + 1), dim=1)
-    expected = LevelMapper(2, 5)([boxes]) + 2
-    assert torch.equal(map_rois_to_levels(boxes, 2, 5, mapping="torchvision"), expected)
+from pydetectron.modeling.roi_heads.roi_pooler import RoIPooler
 
 
 def test_fpn_pooling_matches_torchvision_multiscale_roialign():

@@ -1,7 +1,7 @@
 """RoI feature extraction (Detectron's RoI transform) over one or several feature levels.
 
 With several levels (FPN) each RoI is pooled from the level its size maps to
-(`map_rois_to_levels`), and the results come back in the RoIs' order.
+(`map_rois_to_fpn_levels`), and the results come back in the RoIs' order.
 """
 
 from __future__ import annotations
@@ -15,33 +15,11 @@ from torch import nn
 
 from pydetectron import ops
 
+from .fpn_levels import map_rois_to_fpn_levels
+
 ROI_XFORM_METHODS = ("RoIAlign", "RoIPoolF", "RoICrop")
+# 'detectron': +1 areas, eps inside the log; 'torchvision': LevelMapper's rule
 LEVEL_MAPPINGS = ("detectron", "torchvision")
-
-
-def map_rois_to_levels(
-    boxes: torch.Tensor,
-    min_level: int,
-    max_level: int,
-    canonical_scale: float = 224.0,
-    canonical_level: int = 4,
-    mapping: str = "detectron",
-) -> torch.Tensor:
-    """FPN level of each box [R, 4] (Feature Pyramid Networks, eq. 1), clamped to the range.
-
-    'detectron': floor(k0 + log2(sqrt(area) / s0 + 1e-6)) with +1 box areas;
-    'torchvision': floor(k0 + log2(sqrt(area) / s0) + 1e-6) with plain areas (LevelMapper).
-    """
-    if mapping not in LEVEL_MAPPINGS:
-        raise ValueError(f"level mapping must be one of {LEVEL_MAPPINGS}, got {mapping!r}")
-    off = 1.0 if mapping == "detectron" else 0.0
-    area = (boxes[:, 2] - boxes[:, 0] + off) * (boxes[:, 3] - boxes[:, 1] + off)
-    scale = torch.sqrt(area)
-    if mapping == "detectron":
-        levels = torch.floor(canonical_level + torch.log2(scale / canonical_scale + 1e-6))
-    else:
-        levels = torch.floor(canonical_level + torch.log2(scale / canonical_scale) + 1e-6)
-    return levels.clamp(min=min_level, max=max_level).to(torch.int64)
 
 
 class RoIPooler(nn.Module):
@@ -96,9 +74,15 @@ class RoIPooler(nn.Module):
         rois = rois.to(features[0].dtype)
         if len(features) == 1:
             return self.pool_level(features[0], rois, self.spatial_scales[0])
-        levels = map_rois_to_levels(
-            rois[:, 1:], min(self.levels), max(self.levels), self.canonical_scale, self.canonical_level,
-            self.level_mapping,
+        detectron = self.level_mapping == "detectron"
+        levels = map_rois_to_fpn_levels(
+            rois[:, 1:],
+            min(self.levels),
+            max(self.levels),
+            self.canonical_scale,
+            self.canonical_level,
+            plus_one=detectron,
+            eps_inside_log=detectron,
         )
         first = features[0]
         out = first.new_zeros((rois.shape[0], first.shape[1], self.output_size, self.output_size))
