@@ -373,7 +373,7 @@ def _resnets_defaults() -> AttrDict:
     r.SHORTCUT_FUNC = "basic_bn_shortcut"
     r.RES5_DILATION = 1
     r.NORM = ""  # [pydetectron] '' (from *_FUNC), 'AffineChannel', 'FrozenBN', 'BN' or 'GN'
-    r.FREEZE_AT = 2  # frozen up to this stage (0 = none; the stem is always frozen)
+    r.FREEZE_AT = 2  # Detectron.pytorch spelling of TRAIN.FREEZE_AT (0 = nothing frozen, 1 = stem)
     r.IMAGENET_PRETRAINED_WEIGHTS = ""  # body weights; relative paths start at ROOT_DIR
     r.USE_GN = False  # GroupNorm instead of frozen BatchNorm
     return r

@@ -90,7 +90,7 @@ class GeneralizedRCNN(nn.Module):
         """Losses (training, needs `targets`) or detections (eval).
 
         images [N, 3, H, W] (padded batch); im_info [N, 3] = (height, width, scale) of each
-        image inside the batch; targets per image: 'boxes' [G, 4] in input pixels, 'classes'
+        image inside the batch; targets per image: 'boxes' [G, 4] in input pixels, 'gt_classes'
         [G] (1-based) and optionally 'is_crowd' [G]; original_sizes (h, w) of the images
         before scaling (default: im_info h, w divided by the scale, rounded).
         """
@@ -126,7 +126,7 @@ class GeneralizedRCNN(nn.Module):
     def _losses(self, rpn_features, roi_features, im_info, targets) -> dict[str, torch.Tensor]:
         device = im_info.device
         gt_boxes = [t["boxes"].to(device=device, dtype=torch.float32) for t in targets]
-        gt_classes = [t["classes"].to(device=device, dtype=torch.long) for t in targets]
+        gt_classes = [t["gt_classes"].to(device=device, dtype=torch.long) for t in targets]
         gt_crowd = [
             t.get("is_crowd", torch.zeros(len(b), dtype=torch.bool)).to(device=device, dtype=torch.bool)
             for t, b in zip(targets, gt_boxes)

@@ -1,0 +1,44 @@
+"""Conv bodies (backbones). Importing this package registers them in ``BODIES``."""
+
+from .resnet import RESNET_BLOCK_COUNTS, ResNetBody
+from .resnet_blocks import (
+    Bottleneck,
+    ResNetStem,
+    ResStage,
+    Shortcut,
+    res5_head_stage,
+    stage_dim_inner,
+    stage_dim_out,
+)
+from .resnet_cfg import (
+    freeze_at_from_cfg,
+    resnet_block_kwargs_from_cfg,
+    resnet_body_kwargs_from_cfg,
+    resnet_norm_from_cfg,
+)
+from .resnet_fpn import (
+    HIGHEST_BACKBONE_LEVEL,
+    LOWEST_BACKBONE_LEVEL,
+    FPNBody,
+    fpn_min_max_levels,
+)
+
+__all__ = [
+    "RESNET_BLOCK_COUNTS",
+    "ResNetBody",
+    "Bottleneck",
+    "ResNetStem",
+    "ResStage",
+    "Shortcut",
+    "res5_head_stage",
+    "stage_dim_inner",
+    "stage_dim_out",
+    "HIGHEST_BACKBONE_LEVEL",
+    "LOWEST_BACKBONE_LEVEL",
+    "FPNBody",
+    "fpn_min_max_levels",
+    "freeze_at_from_cfg",
+    "resnet_block_kwargs_from_cfg",
+    "resnet_body_kwargs_from_cfg",
+    "resnet_norm_from_cfg",
+]

@@ -1,0 +1,103 @@
+"""Read the ResNet body settings out of a Detectron config tree.
+
+Only builders call these; the modules themselves take plain arguments.
+"""
+
+from typing import Any
+
+from ...nn import GroupNormSettings, check_norm_kind
+
+_BN_FUNCS = {
+    "TRANS_FUNC": "bottleneck_transformation",
+    "STEM_FUNC": "basic_bn_stem",
+    "SHORTCUT_FUNC": "basic_bn_shortcut",
+}
+_GN_FUNCS = {
+    "TRANS_FUNC": "bottleneck_gn_transformation",
+    "STEM_FUNC": "basic_gn_stem",
+    "SHORTCUT_FUNC": "basic_gn_shortcut",
+}
+_DEFAULT_FREEZE_AT = 2
+
+
+def resnet_norm_from_cfg(cfg) -> str:
+    """The body's norm kind from RESNETS.{TRANS,STEM,SHORTCUT}_FUNC (and RESNETS.NORM).
+
+    The ``*_gn_*`` functions give 'GN', the BN ones give Detectron's 'AffineChannel';
+    a non-empty ``RESNETS.NORM`` ('AffineChannel', 'FrozenBN', 'BN' or 'GN') picks
+    another BN-style norm (torchvision's FrozenBN, trainable BN) and must agree with the
+    functions. Mixed GN/BN functions are not supported.
+    """
+    resnets = cfg.RESNETS
+    funcs = {key: str(resnets[key]) for key in _BN_FUNCS}
+    for key, value in funcs.items():
+        if value not in (_BN_FUNCS[key], _GN_FUNCS[key]):
+            raise ValueError(
+                f"RESNETS.{key}={value!r} is not supported; expected {_BN_FUNCS[key]!r} or {_GN_FUNCS[key]!r}"
+            )
+    if funcs == _GN_FUNCS:
+        derived = "GN"
+    elif funcs == _BN_FUNCS:
+        derived = "AffineChannel"
+    else:
+        raise ValueError(
+            "RESNETS.TRANS_FUNC, STEM_FUNC and SHORTCUT_FUNC must all be GroupNorm ones or "
+            f"all BatchNorm ones, got {funcs}"
+        )
+    if bool(resnets.get("USE_GN", False)) and derived != "GN":
+        raise ValueError(
+            "RESNETS.USE_GN is True but RESNETS.TRANS_FUNC/STEM_FUNC/SHORTCUT_FUNC are the "
+            f"BatchNorm ones {funcs}; set them to {_GN_FUNCS}"
+        )
+    explicit = str(resnets.NORM or "")
+    if not explicit:
+        return derived
+    check_norm_kind(explicit)
+    if (explicit == "GN") != (derived == "GN"):
+        raise ValueError(f"RESNETS.NORM={explicit!r} contradicts RESNETS.TRANS_FUNC/STEM_FUNC/SHORTCUT_FUNC {funcs}")
+    return explicit
+
+
+def freeze_at_from_cfg(cfg) -> int:
+    """FREEZE_AT from TRAIN.FREEZE_AT (Detectron) or RESNETS.FREEZE_AT (Detectron.pytorch).
+
+    Both default to 2; when they differ the one changed from the default wins, and two
+    different non-default values are an error.
+    """
+    values = {}
+    for section in ("TRAIN", "RESNETS"):
+        tree = cfg.get(section, {})
+        if "FREEZE_AT" in tree:
+            values[section] = int(tree["FREEZE_AT"])
+    if not values:
+        return _DEFAULT_FREEZE_AT
+    distinct = set(values.values())
+    if len(distinct) == 1:
+        return distinct.pop()
+    changed = {v for v in distinct if v != _DEFAULT_FREEZE_AT}
+    if len(changed) == 1:
+        return changed.pop()
+    raise ValueError(
+        f"TRAIN.FREEZE_AT={values.get('TRAIN')} and RESNETS.FREEZE_AT={values.get('RESNETS')} disagree; set one of them"
+    )
+
+
+def resnet_block_kwargs_from_cfg(cfg) -> dict[str, Any]:
+    """Settings every ResNet stage shares (also the C4 box head's res5):
+    ``num_groups``, ``width_per_group``, ``stride_1x1``, ``norm``, ``gn``."""
+    resnets = cfg.RESNETS
+    return {
+        "num_groups": int(resnets.NUM_GROUPS),
+        "width_per_group": int(resnets.WIDTH_PER_GROUP),
+        "stride_1x1": bool(resnets.STRIDE_1X1),
+        "norm": resnet_norm_from_cfg(cfg),
+        "gn": GroupNormSettings.from_cfg(cfg),
+    }
+
+
+def resnet_body_kwargs_from_cfg(cfg) -> dict[str, Any]:
+    """``ResNetBody`` keyword arguments (all but ``block_counts``) from ``cfg``."""
+    kwargs = resnet_block_kwargs_from_cfg(cfg)
+    kwargs["res5_dilation"] = int(cfg.RESNETS.RES5_DILATION)
+    kwargs["freeze_at"] = freeze_at_from_cfg(cfg)
+    return kwargs

@@ -1,0 +1,70 @@
+"""Registries that find bodies and heads by their Detectron names."""
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+def strip_detectron_add_prefix(name: str) -> str:
+    """``FPN.add_fpn_ResNet50_conv5_body`` -> ``FPN.fpn_ResNet50_conv5_body``.
+
+    Detectron configs name builder functions ``module.add_<name>``; Detectron.pytorch
+    configs drop the ``add_``. Both spellings find the same entry.
+    """
+    module, dot, func = name.rpartition(".")
+    if func.startswith("add_"):
+        func = func[len("add_") :]
+    return f"{module}{dot}{func}"
+
+
+class Registry:
+    """A name -> object table filled with a decorator and read with a clear error.
+
+    ``what`` says what the entries are (e.g. the config key they come from) and is
+    used in error messages. ``normalize`` maps a looked-up name to its canonical key.
+    """
+
+    def __init__(self, what: str, normalize: Callable[[str], str] | None = None):
+        self.what = what
+        self._normalize = normalize or (lambda name: name)
+        self._entries: dict[str, Any] = {}
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        """Decorator adding the decorated object under ``name``; names are unique."""
+        key = self._normalize(name)
+
+        def add(obj: Any) -> Any:
+            if key in self._entries:
+                raise KeyError(f"{self.what}: {key!r} is registered twice")
+            self._entries[key] = obj
+            return obj
+
+        return add
+
+    def get(self, name: str) -> Any:
+        """The entry registered under ``name``; a KeyError lists close names if none."""
+        key = self._normalize(name)
+        if key in self._entries:
+            return self._entries[key]
+        close = difflib.get_close_matches(key, list(self._entries), n=5, cutoff=0.5)
+        hint = f"; did you mean {close}?" if close else ""
+        raise KeyError(
+            f"{self.what}: no entry named {name!r}{hint} ({len(self._entries)} registered: {sorted(self._entries)})"
+        )
+
+    def __contains__(self, name: str) -> bool:
+        return self._normalize(name) in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.what!r}, {len(self)} entries)"
+
+
+# Conv bodies (backbone, or backbone + neck) keyed by MODEL.CONV_BODY. Each entry is a
+# builder ``fn(cfg) -> nn.Module``; see backbones/resnet.py and necks/fpn.py.
+BODIES = Registry("MODEL.CONV_BODY", normalize=strip_detectron_add_prefix)

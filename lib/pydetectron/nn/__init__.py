@@ -1,0 +1,30 @@
+"""Layers shared by bodies and heads: Detectron's norms and Caffe2 weight fills."""
+
+from .affine_channel import AffineChannel2d
+from .frozen_batch_norm import FrozenBatchNorm2d
+from .group_norm import DEFAULT_GN, GroupNormSettings, get_group_gn, group_norm
+from .init import constant_fill_, fill_by_name, gaussian_fill_, msra_fill_, xavier_fill_
+from .norm import NORM_KINDS, check_norm_kind, detectron_norm_suffix, make_norm
+from .weight_mapping import WeightMapping, add_prefix, conv_mapping, norm_mapping
+
+__all__ = [
+    "AffineChannel2d",
+    "FrozenBatchNorm2d",
+    "DEFAULT_GN",
+    "GroupNormSettings",
+    "get_group_gn",
+    "group_norm",
+    "constant_fill_",
+    "fill_by_name",
+    "gaussian_fill_",
+    "msra_fill_",
+    "xavier_fill_",
+    "NORM_KINDS",
+    "check_norm_kind",
+    "detectron_norm_suffix",
+    "make_norm",
+    "WeightMapping",
+    "add_prefix",
+    "conv_mapping",
+    "norm_mapping",
+]
