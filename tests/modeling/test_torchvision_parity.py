@@ -26,7 +26,7 @@ def random_torchvision_model() -> torch.nn.Module:
                 module.bias.uniform_(-0.1, 0.1)
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
-        model.roi_heads.box_predictor.cls_score.weight.normal_(0, 0.05)
+        model.roi_heads.box_predictor.cls_score.weight.normal_(0, 0.5)
         model.roi_heads.box_predictor.bbox_pred.weight.normal_(0, 0.01)
     return model.eval()
 
