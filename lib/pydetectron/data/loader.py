@@ -1,0 +1,93 @@
+"""The training loader: worker processes, pinned memory, padding collate, resumable position."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+
+import cv2
+import torch
+from torch.utils.data import DataLoader
+
+from pydetectron.data.minibatch import RoidbDataset, collate_minibatch
+from pydetectron.data.samplers import GroupedBatchSampler
+
+
+def _worker_init(_worker_id: int) -> None:
+    """One thread per worker: the workers already run in parallel.
+
+    cv2.setNumThreads(0) (not 1): resizing OpenCV's thread pool in a forked worker whose
+    parent had used the pool hangs, while 0 switches the pool off safely.
+    """
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)
+
+
+class TrainLoader:
+    """Endless iterable of training minibatches (see `collate_minibatch` for their keys).
+
+    It counts the batches handed out, so `state_dict()` is the position after the last
+    batch the trainer received, not after those the workers prefetched. Iterating again
+    (or after `load_state_dict`) continues from that position.
+    """
+
+    def __init__(
+        self,
+        dataset: RoidbDataset,
+        sampler: GroupedBatchSampler,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        size_divisibility: int = 0,
+        prefetch_factor: int = 2,
+        timeout: float = 0,
+    ):
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.dataset = dataset
+        self.sampler = sampler
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.size_divisibility = size_divisibility
+        self.prefetch_factor = prefetch_factor
+        self.timeout = timeout  # seconds to wait for a worker's batch (0: forever)
+        self.position = sampler.start_batch
+
+    @property
+    def roidb(self):
+        return self.dataset.roidb
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[dict]:
+        self.sampler.start_batch = self.position
+        extra = {}
+        if self.num_workers > 0:
+            extra = {
+                "prefetch_factor": self.prefetch_factor,
+                "worker_init_fn": _worker_init,
+                "timeout": self.timeout,
+            }
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=self.sampler,
+            num_workers=self.num_workers,
+            collate_fn=partial(collate_minibatch, size_divisibility=self.size_divisibility),
+            pin_memory=self.pin_memory,
+            **extra,
+        )
+        for batch in loader:
+            self.position += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        """What to store in a checkpoint to resume the same sequence of batches."""
+        state = self.sampler.state_dict()
+        state["next_batch"] = self.position
+        return {"sampler": state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from `state_dict()` output (effective at the next `iter()`)."""
+        self.sampler.load_state_dict(state["sampler"])
+        self.position = self.sampler.start_batch
