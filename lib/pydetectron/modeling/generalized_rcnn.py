@@ -80,6 +80,13 @@ class GeneralizedRCNN(nn.Module):
             raise ValueError(f"the body produces levels {self.body_levels}; levels {missing} are missing")
         return [self.body_levels.index(lv) for lv in levels]
 
+    def split_features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Run the body; (maps the RPN reads, maps the RoI heads read)."""
+        features = self.body(images)
+        if isinstance(features, torch.Tensor):
+            features = [features]
+        return [features[i] for i in self._rpn_index], [features[i] for i in self._roi_index]
+
     def forward(
         self,
         images: torch.Tensor,
@@ -101,11 +108,7 @@ class GeneralizedRCNN(nn.Module):
                 f"im_info must have shape [{images.shape[0]}, 3] (h, w, scale), got {tuple(im_info.shape)}"
             )
         im_info = im_info.to(device=images.device, dtype=torch.float32)
-        features = self.body(images)
-        if isinstance(features, torch.Tensor):
-            features = [features]
-        rpn_features = [features[i] for i in self._rpn_index]
-        roi_features = [features[i] for i in self._roi_index]
+        rpn_features, roi_features = self.split_features(images)
 
         if self.training:
             if targets is None:
