@@ -1,0 +1,5 @@
+"""Training (trainer, LR schedule, optimizer groups, checkpoints, AMP) and inference.
+
+Import the pieces from their modules, e.g. `pydetectron.engine.trainer.Trainer`,
+`pydetectron.engine.lr_schedule.LRSchedule`, `pydetectron.engine.checkpoint.load_checkpoint`.
+"""
