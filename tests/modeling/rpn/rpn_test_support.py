@@ -1,15 +1,7 @@
-"""Helpers shared by the RPN tests: a greedy reference NMS and a stand-in for pydetectron.ops.
-
-Until pydetectron.ops provides batched_nms, `use_reference_nms_if_ops_missing` patches the
-RPN's NMS hook: torchvision's batched_nms for plus_one=False, the greedy reference below
-for plus_one=True.
-"""
+"""Helpers shared by the RPN tests: a greedy float64 reference NMS (independent of the ops)."""
 
 import numpy as np
 import torch
-import torchvision
-
-from pydetectron.modeling.rpn import proposals as proposals_module
 
 
 def reference_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, plus_one: bool) -> torch.Tensor:
@@ -41,17 +33,3 @@ def reference_batched_nms(boxes, scores, groups, iou_threshold, plus_one):
         kept.append(index[reference_nms(boxes[index], scores[index], iou_threshold, plus_one)])
     kept = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.int64)
     return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
-
-
-def _stand_in_batched_nms(boxes, scores, groups, iou_threshold, plus_one):
-    if not plus_one:
-        return torchvision.ops.batched_nms(boxes, scores, groups, iou_threshold)
-    return reference_batched_nms(boxes, scores, groups, iou_threshold, plus_one).to(boxes.device)
-
-
-def use_reference_nms_if_ops_missing(monkeypatch) -> None:
-    """Patch the RPN's NMS hook when pydetectron.ops has no batched_nms yet."""
-    try:
-        from pydetectron.ops import batched_nms  # noqa: F401
-    except ImportError:
-        monkeypatch.setattr(proposals_module, "_batched_nms", _stand_in_batched_nms)

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from rpn_test_support import use_reference_nms_if_ops_missing
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork
@@ -10,11 +9,6 @@ from torchvision.models.detection.rpn import RPNHead as TVRPNHead
 
 from pydetectron.config import get_cfg
 from pydetectron.modeling.rpn import RPN, FPNRPNHead, SingleScaleRPNHead
-
-
-@pytest.fixture(autouse=True)
-def _nms(monkeypatch):
-    use_reference_nms_if_ops_missing(monkeypatch)
 
 
 def _gt(generator_seed: int, count: int, width: float, height: float) -> torch.Tensor:

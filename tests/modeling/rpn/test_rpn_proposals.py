@@ -5,18 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from rpn_test_support import reference_nms, use_reference_nms_if_ops_missing
+from rpn_test_support import reference_nms
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, concat_box_prediction_layers
 
 from pydetectron.modeling.rpn.anchors import AnchorGenerator
 from pydetectron.modeling.rpn.proposals import ProposalGenerator
-
-
-@pytest.fixture(autouse=True)
-def _nms(monkeypatch):
-    use_reference_nms_if_ops_missing(monkeypatch)
 
 
 def _one_row_level(anchors, logits, deltas=None):

@@ -19,20 +19,12 @@ from collections.abc import Sequence
 
 import torch
 
+from pydetectron.ops import batched_nms
 from pydetectron.structures.boxes import DEFAULT_SCALE_CLAMP, decode_boxes
 
 from .heads import flatten_rpn_outputs
 
 MIN_SIZE_RULES = ("detectron", "torchvision")
-
-
-def _batched_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float, plus_one: bool
-) -> torch.Tensor:
-    """pydetectron.ops.batched_nms, imported when first needed (ops sit below modeling)."""
-    from pydetectron.ops import batched_nms
-
-    return batched_nms(boxes, scores, groups, iou_threshold, plus_one=plus_one)
 
 
 def check_im_info(im_info: torch.Tensor, num_images: int) -> None:
@@ -117,7 +109,7 @@ class ProposalGenerator:
             index = torch.nonzero(keep[image], as_tuple=False).squeeze(1)
             image_boxes, image_scores = boxes[image, index], scores[image, index]
             if self.nms_thresh > 0:
-                order = _batched_nms(image_boxes, image_scores, levels[index], self.nms_thresh, self.plus_one)
+                order = batched_nms(image_boxes, image_scores, levels[index], self.nms_thresh, plus_one=self.plus_one)
             else:
                 order = torch.sort(image_scores, descending=True, stable=True).indices
             if self.post_nms_top_n > 0:
