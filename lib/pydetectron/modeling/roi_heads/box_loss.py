@@ -25,6 +25,9 @@ def fast_rcnn_losses(
     class_agnostic_bbox_reg: bool = False,
 ) -> dict[str, torch.Tensor]:
     """`loss_cls`, `loss_bbox` and the `accuracy_cls` metric for sampled RoIs."""
+    # half-precision outputs (autocast) are scored in float32
+    dtype = torch.promote_types(cls_score.dtype, torch.float32)
+    cls_score, bbox_pred = cls_score.to(dtype), bbox_pred.to(dtype)
     num_rois = labels.numel()
     if num_rois == 0:
         zero = cls_score.sum() * 0 + bbox_pred.sum() * 0
