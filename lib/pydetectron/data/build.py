@@ -15,7 +15,7 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader
 
-from pydetectron.data.loader import TrainLoader
+from pydetectron.data.loader import TrainLoader, worker_init
 from pydetectron.data.minibatch import RoidbDataset, collate_minibatch
 from pydetectron.data.roidb import Roidb
 from pydetectron.data.samplers import GroupedBatchSampler, InferenceSampler
@@ -139,4 +139,5 @@ def build_test_loader(
         num_workers=workers,
         collate_fn=partial(collate_minibatch, size_divisibility=_size_divisibility(cfg)),
         pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available(),
+        worker_init_fn=worker_init if workers > 0 else None,
     )

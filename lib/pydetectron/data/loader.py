@@ -13,7 +13,7 @@ from pydetectron.data.minibatch import RoidbDataset, collate_minibatch
 from pydetectron.data.samplers import GroupedBatchSampler
 
 
-def _worker_init(_worker_id: int) -> None:
+def worker_init(_worker_id: int) -> None:
     """One thread per worker: the workers already run in parallel.
 
     cv2.setNumThreads(0) (not 1): resizing OpenCV's thread pool in a forked worker whose
@@ -66,7 +66,7 @@ class TrainLoader:
         if self.num_workers > 0:
             extra = {
                 "prefetch_factor": self.prefetch_factor,
-                "worker_init_fn": _worker_init,
+                "worker_init_fn": worker_init,
                 "timeout": self.timeout,
             }
         loader = DataLoader(

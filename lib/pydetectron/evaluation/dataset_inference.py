@@ -15,10 +15,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-import cv2
-import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pydetectron.data.loader import worker_init
 from pydetectron.data.roidb import Roidb
 from pydetectron.data.transforms import read_image
 from pydetectron.evaluation.coco_results import encode_masks
@@ -64,11 +63,6 @@ def _single(batch: list[dict]) -> dict:
     return batch[0]
 
 
-def _worker_init(_worker_id: int) -> None:
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 def prediction_to_result(index: int, image_id: int, prediction) -> ImageResult:
     """A predictor's output for one image -> what the range files store."""
     masks = prediction.masks
@@ -100,7 +94,7 @@ def infer_range(
     """
     augmented = bool(predictor.box_augmentation.enabled)
     dataset = TestImages(roidb, range(start, end), prepare=None if augmented else predictor.transform)
-    extra = {"worker_init_fn": _worker_init} if num_workers > 0 else {}
+    extra = {"worker_init_fn": worker_init} if num_workers > 0 else {}
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, collate_fn=_single, **extra)
     result = RangeResult(start, end, fingerprint)
     for item in loader:
