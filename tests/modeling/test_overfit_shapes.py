@@ -25,13 +25,15 @@ def test_losses_fall_when_overfitting_one_image(tmp_path):
     batch = collate_minibatch([dataset[0]], size_divisibility=32)
     assert len(batch["targets"][0]["boxes"]) > 0
     model = build_model(cfg).train()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.005, momentum=0.9)
     totals = []
     for _ in range(30):
         losses = model(batch["data"], batch["im_info"], batch["targets"])
         total = sum(v for k, v in losses.items() if k.startswith("loss"))
         optimizer.zero_grad()
         total.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.SOLVER.CLIP_GRAD_NORM)
         optimizer.step()
         totals.append(total.item())
     assert all(torch.isfinite(torch.tensor(totals)))
