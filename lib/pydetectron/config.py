@@ -214,6 +214,7 @@ def _model_defaults() -> AttrDict:
     m.LOAD_IMAGENET_PRETRAINED_WEIGHTS = False  # load RESNETS.IMAGENET_PRETRAINED_WEIGHTS
     m.UNSUPERVISED_POSE = False
     m.BOX_PLUS_ONE = True  # [pydetectron] Detectron's +1 in box widths/areas; False: torchvision
+    m.EXTRA_ROI_BRANCHES = ()  # [pydetectron] names of registered RoI branches added to the RoI heads
     return m
 
 
@@ -360,6 +361,7 @@ def _krcnn_defaults() -> AttrDict:
     k.INFERENCE_MIN_SIZE = 0
     k.LOSS_WEIGHT = 1.0
     k.NORMALIZE_BY_VISIBLE_KEYPOINTS = True
+    k.UPSAMPLE_MODE = "deconv"  # [pydetectron] UP_SCALE upsampling: 'deconv' (Detectron) or 'interpolate' (torchvision)
     return k
 
 
@@ -411,6 +413,7 @@ def _build_defaults() -> AttrDict:
     c.PIXEL_MEANS = (102.9801, 115.9465, 122.7717)  # subtracted per channel, INPUT_FORMAT order
     c.PIXEL_STDS = (1.0, 1.0, 1.0)  # [pydetectron] divides after mean subtraction (0-255 units)
     c.INPUT_FORMAT = "BGR"  # [pydetectron] channel order the network sees: 'BGR' or 'RGB'
+    c.INPUT_RESIZE = "detectron"  # [pydetectron] resize rule: 'detectron' (OpenCV, rounded) or 'torchvision'
     c.RNG_SEED = 3
     c.EPS = 1e-14
     c.ROOT_DIR = str(_ROOT_DIR)
@@ -804,6 +807,8 @@ _CHOICES = {
     "TEST.BOX_DECODE_SPACE": ("original", "input"),
     "RESNETS.NORM": ("", "AffineChannel", "FrozenBN", "BN", "GN"),
     "FAST_RCNN.ROI_XFORM_METHOD": ("RoIPoolF", "RoIAlign", "RoICrop"),
+    "INPUT_RESIZE": ("detectron", "torchvision"),
+    "KRCNN.UPSAMPLE_MODE": ("deconv", "interpolate"),
 }
 
 
@@ -817,7 +822,8 @@ def _check_values(c: AttrDict) -> None:
     _require(c.SOLVER.CLIP_GRAD_NORM >= 0, "SOLVER.CLIP_GRAD_NORM", "must be >= 0 (0 = off)", c)
     for key, allowed in _CHOICES.items():
         section, _, name = key.rpartition(".")
-        _require(c[section][name] in allowed, key, f"must be one of {allowed}", c)
+        node = c[section] if section else c
+        _require(node[name] in allowed, key, f"must be one of {allowed}", c)
     for split in ("TRAIN", "TEST"):
         files, datasets = c[split].PROPOSAL_FILES, c[split].DATASETS
         _require(

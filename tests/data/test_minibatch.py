@@ -78,10 +78,10 @@ def test_flipped_entry_mirrors_image_and_targets(roidb):
     torch.testing.assert_close(flipped["image"], plain["image"].flip(-1), atol=1e-4, rtol=0)
     scale = 2.0  # 160 / 80
     boxes = roidb[3]["boxes"] * scale
-    torch.testing.assert_close(flipped["targets"]["boxes"], torch.from_numpy(boxes))
+    torch.testing.assert_close(flipped["targets"].boxes, torch.from_numpy(boxes))
     # mirrored about the scaled image: (W - 1 - x) * s
     torch.testing.assert_close(
-        flipped["targets"]["boxes"][0], torch.tensor([60.0, 20.0, 89.0, 59.0]) * scale
+        flipped["targets"].boxes[0], torch.tensor([60.0, 20.0, 89.0, 59.0]) * scale
     )
 
 
@@ -91,15 +91,15 @@ def test_targets_scaled_with_polygons(roidb):
     )
     targets = dataset[0]["targets"]
     entry = roidb[0]
-    torch.testing.assert_close(targets["boxes"], torch.from_numpy(entry["boxes"] * 0.5))
-    assert targets["gt_classes"].dtype == torch.int64
-    assert targets["gt_classes"].tolist() == [1, 2, 2, 1]
-    assert targets["is_crowd"].tolist() == [False, False, False, True]
-    polys = targets["masks"]
+    torch.testing.assert_close(targets.boxes, torch.from_numpy(entry["boxes"] * 0.5))
+    assert targets.classes.dtype == torch.int64
+    assert targets.classes.tolist() == [1, 2, 2, 1]
+    assert targets.is_crowd.tolist() == [False, False, False, True]
+    polys = targets.masks
     assert len(polys) == 4
-    torch.testing.assert_close(polys[0][0], torch.tensor(square(10, 20, 30)) * 0.5)
+    torch.testing.assert_close(torch.from_numpy(polys.polygons(0)[0]), torch.tensor(square(10, 20, 30)) * 0.5)
     # the crowd RLE becomes the outline of its mask (columns 2-3, rows 45-54), scaled
-    outline = polys[3][0].view(-1, 2)
+    outline = torch.from_numpy(polys.polygons(3)[0]).view(-1, 2)
     assert outline[:, 0].min() == 1.0 and outline[:, 1].max() == 27.0
 
 
@@ -108,7 +108,7 @@ def test_bitmap_masks(roidb):
         roidb, scales=(160,), max_size=1000, pixel_means=MEANS, mask_format="bitmap"
     )
     sample = dataset[3]  # flipped
-    masks = sample["targets"]["masks"]
+    masks = sample["targets"].masks
     assert masks.dtype == torch.uint8 and tuple(masks.shape) == (4, 160, 200)
     # the reference: pycocotools mask of the original annotation, mirrored, upscaled
     rle = mask_util.frPyObjects([square(10, 20, 30)], 80, 100)
@@ -129,10 +129,10 @@ def test_keypoint_targets(tmp_path):
     json_file, image_dir = write_png_dataset(tmp_path / "k", keypoint_coco())
     roidb = load_coco_roidb(json_file, image_dir).with_flipped()
     dataset = RoidbDataset(roidb, scales=(60,), max_size=1000, pixel_means=MEANS, keypoints=True)
-    kps = dataset[0]["targets"]["keypoints"]  # [N, K, 3], scale 2
+    kps = dataset[0]["targets"].keypoints  # [N, K, 3], scale 2
     expected = torch.tensor([[20.0, 24.0, 2.0], [16.0, 18.0, 1.0], [0.0, 0.0, 0.0]])
     torch.testing.assert_close(kps[0], expected)
-    flipped = dataset[1]["targets"]["keypoints"][0]
+    flipped = dataset[1]["targets"].keypoints[0]
     expected = torch.tensor([[58.0, 24.0, 2.0], [0.0, 0.0, 0.0], [62.0, 18.0, 1.0]])
     torch.testing.assert_close(flipped, expected)
 
@@ -192,8 +192,8 @@ def test_aspect_cropping_wide_image(tmp_path):
         starts.add(x0)
         # both boxes (x 10..149) fit in 200 px: the window keeps them whole
         assert x0 <= 10
-        boxes = sample["targets"]["boxes"].numpy()
+        boxes = sample["targets"].boxes.numpy()
         expected = [[10 - x0, 10, 49 - x0, 49], [120 - x0, 30, 149 - x0, 59]]
         np.testing.assert_array_equal(boxes, expected)
-        assert tuple(sample["targets"]["masks"].shape) == (2, 100, 200)
+        assert tuple(sample["targets"].masks.shape) == (2, 100, 200)
     assert len(starts) > 1  # the window position is random (from the key's seed)

@@ -61,9 +61,9 @@ def test_train_loader_from_cfg(data_dir):
             assert scale in [pytest.approx(compute_scale(orig_h, orig_w, s, 160)) for s in (64, 96)]
             assert (h, w) == (round(orig_h * scale), round(orig_w * scale))
             assert data.shape[2] >= h and data.shape[3] >= w
-            boxes = targets["boxes"]
+            boxes = targets.boxes
             assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
-            assert len(targets["masks"]) == len(boxes)
+            assert len(targets.masks) == len(boxes)
     assert loader.state_dict()["sampler"]["next_batch"] == 4
 
 
@@ -98,8 +98,8 @@ def test_keypoint_loader(data_dir):
     cfg.MODEL.KEYPOINTS_ON = True
     batch = next(iter(build_train_loader(cfg)))
     for targets in batch["targets"]:
-        kps = targets["keypoints"]
-        assert kps.shape == (len(targets["boxes"]), 4, 3)
+        kps = targets.keypoints
+        assert kps.shape == (len(targets.boxes), 4, 3)
         assert (kps[:, :, 2] > 0).any()
 
 

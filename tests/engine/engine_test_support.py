@@ -52,12 +52,12 @@ class TinyDetector(nn.Module):
             pooled = self.dropout(pooled)
         box_targets, score_targets = [], []
         for info, target in zip(im_info, targets):
-            boxes = target["boxes"].float()
+            boxes = target.boxes.float()
             if self.random_ops and len(boxes) > 1:
                 boxes = boxes[torch.randperm(len(boxes), device=boxes.device)[: max(1, len(boxes) // 2)]]
             scale = torch.stack([info[1], info[0], info[1], info[0]])
             box_targets.append(boxes.mean(0) / scale)
-            score_targets.append((len(target["boxes"]) > 2) * 1.0)
+            score_targets.append((len(target.boxes) > 2) * 1.0)
         box_targets = torch.stack(box_targets)
         score_targets = torch.tensor(score_targets, device=images.device)
         box_pred = self.box(pooled).float()

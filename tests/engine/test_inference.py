@@ -171,7 +171,7 @@ def test_scale_view_equals_a_model_tested_at_that_scale(state, image):
     plain = make_predictor(state)
     with torch.no_grad():
         view = score_view(plain.model, image, plain.transform, View(192, 400))
-        detections = plain.model.postprocessor.single_image(view.probs, view.boxes)
+        detections = plain.model.roi_heads.box.postprocessor.single_image(view.probs, view.boxes)
     expected = at_192(image)
     np.testing.assert_allclose(detections.scores.numpy(), expected.scores, atol=1e-6)
     np.testing.assert_allclose(detections.boxes.numpy(), expected.boxes, atol=1e-3)

@@ -10,7 +10,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from pydetectron.config import get_cfg
 from pydetectron.modeling import BODIES
-from pydetectron.modeling.backbones import FPNBody, ResNetBody, fpn_min_max_levels
+from pydetectron.modeling.backbones import ResNetBody, detectron_fpn_body
+from pydetectron.modeling.levels import ShapeSpec, fpn_min_max_levels
 from pydetectron.modeling.necks import FPN
 
 IN_CHANNELS = [256, 512, 1024, 2048]
@@ -62,7 +63,7 @@ def test_fpn_body_matches_torchvision_resnet_fpn_backbone():
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
     reference = reference.double().eval()
-    ours = FPNBody(
+    ours = detectron_fpn_body(
         ResNetBody((3, 4, 6, 3), stride_1x1=False, norm="FrozenBN", freeze_at=0),
         dim=256,
         min_level=2,
@@ -76,9 +77,10 @@ def test_fpn_body_matches_torchvision_resnet_fpn_backbone():
 
     x = torch.randn(1, 3, 64, 96, dtype=torch.float64)
     expected = list(reference(x).values())  # finest first: P2..P5, pool
-    got = ours(x)  # Detectron order: coarsest first
-    assert [tuple(m.shape[-2:]) for m in got] == [(1, 2), (2, 3), (4, 6), (8, 12), (16, 24)]
-    for ours_map, their_map in zip(got, reversed(expected)):
+    got = ours(x)
+    assert list(got) == ["p2", "p3", "p4", "p5", "p6"]
+    assert [tuple(m.shape[-2:]) for m in got.values()] == [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]
+    for ours_map, their_map in zip(got.values(), expected):
         torch.testing.assert_close(ours_map, their_map, rtol=1e-5, atol=1e-5)
 
 
@@ -96,22 +98,20 @@ def _fpn_cfg(**fpn_keys):
 def test_registered_fpn_bodies(depth):
     cfg = _fpn_cfg()
     body = BODIES.get(f"FPN.fpn_ResNet{depth}_conv5_body")(cfg).eval()
-    assert body.dim_out == 256
-    assert body.levels == [6, 5, 4, 3, 2]
-    assert body.spatial_scale == [1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4]
+    assert body.output_shape() == {f"p{k}": ShapeSpec(256, 2**k) for k in range(2, 7)}
     with torch.no_grad():
         maps = body(torch.randn(1, 3, 64, 96))
-    assert [tuple(m.shape) for m in maps] == [
-        (1, 256, 1, 2),
-        (1, 256, 2, 3),
-        (1, 256, 4, 6),
-        (1, 256, 8, 12),
-        (1, 256, 16, 24),
-    ]
+    assert {name: tuple(m.shape) for name, m in maps.items()} == {
+        "p2": (1, 256, 16, 24),
+        "p3": (1, 256, 8, 12),
+        "p4": (1, 256, 4, 6),
+        "p5": (1, 256, 2, 3),
+        "p6": (1, 256, 1, 2),
+    }
     mapping, _ = body.detectron_weight_mapping()
     res4_blob = "res4_5_sum" if depth == 50 else "res4_22_sum"
-    assert mapping["fpn.inner_convs.2.conv.weight"] == f"fpn_inner_{res4_blob}_lateral_w"
-    assert mapping["fpn.output_convs.2.conv.bias"] == f"fpn_{res4_blob}_b"
+    assert mapping["neck.inner_convs.2.conv.weight"] == f"fpn_inner_{res4_blob}_lateral_w"
+    assert mapping["neck.output_convs.2.conv.bias"] == f"fpn_{res4_blob}_b"
 
 
 def test_p2only_body_returns_the_finest_level_only():
@@ -119,13 +119,13 @@ def test_p2only_body_returns_the_finest_level_only():
     full = BODIES.get("FPN.fpn_ResNet50_conv5_body")(cfg).eval()
     p2only = BODIES.get("FPN.add_fpn_ResNet50_conv5_P2only_body")(cfg).eval()
     p2only.load_state_dict(full.state_dict())
-    assert p2only.spatial_scale == 1 / 4 and p2only.levels == 2 and p2only.dim_out == 256
+    assert p2only.output_shape() == {"p2": ShapeSpec(256, 4)}
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         p2 = p2only(x)
-        expected = full(x)[-1]
-    assert isinstance(p2, torch.Tensor) and p2.shape == (1, 256, 16, 24)
-    torch.testing.assert_close(p2, expected)
+        expected = full(x)["p2"]
+    assert list(p2) == ["p2"] and p2["p2"].shape == (1, 256, 16, 24)
+    torch.testing.assert_close(p2["p2"], expected)
 
 
 def test_p6_is_stride_two_subsampling_of_p5():
@@ -143,24 +143,23 @@ def test_extra_conv_levels_retinanet_style():
     cfg.FPN.MULTILEVEL_ROIS = False
     assert fpn_min_max_levels(cfg) == (3, 7)
     body = BODIES.get("FPN.fpn_ResNet50_conv5_body")(cfg).eval()
-    assert body.levels == [7, 6, 5, 4, 3]
-    assert body.spatial_scale == [1 / 128, 1 / 64, 1 / 32, 1 / 16, 1 / 8]
-    fpn = body.fpn
+    assert body.output_shape() == {f"p{k}": ShapeSpec(256, 2**k) for k in range(3, 8)}
+    fpn = body.neck
     assert len(fpn.inner_convs) == 3 and len(fpn.extra_convs) == 2
     assert fpn.extra_convs[0].conv.in_channels == 2048  # P6 is computed from C5
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         maps = body(x)
-        c5 = body.backbone(x)
+        c5 = body.backbone(x)["res5"]
         p6 = fpn.extra_convs[0](c5)
         p7 = fpn.extra_convs[1](torch.relu(p6))
-    assert [tuple(m.shape[-2:]) for m in maps] == [(1, 1), (1, 1), (2, 2), (4, 4), (8, 8)]
-    torch.testing.assert_close(maps[1], p6)
-    torch.testing.assert_close(maps[0], p7)
+    assert [tuple(m.shape[-2:]) for m in maps.values()] == [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)]
+    torch.testing.assert_close(maps["p6"], p6)
+    torch.testing.assert_close(maps["p7"], p7)
     mapping, _ = body.detectron_weight_mapping()
-    assert mapping["fpn.extra_convs.0.conv.weight"] == "fpn_6_w"
-    assert mapping["fpn.extra_convs.1.conv.bias"] == "fpn_7_b"
-    assert mapping["fpn.inner_convs.0.conv.weight"] == "fpn_inner_res3_3_sum_lateral_w"
+    assert mapping["neck.extra_convs.0.conv.weight"] == "fpn_6_w"
+    assert mapping["neck.extra_convs.1.conv.bias"] == "fpn_7_b"
+    assert mapping["neck.inner_convs.0.conv.weight"] == "fpn_inner_res3_3_sum_lateral_w"
 
 
 def test_min_max_levels_follow_multilevel_switches():
@@ -180,7 +179,7 @@ def test_fpn_argument_errors():
     with pytest.raises(ValueError, match=r"FPN input C3 must be \[N, 512, H, W\]"):
         FPN(IN_CHANNELS)(_pyramid_inputs([(8, 8)] * 4)[:1] + [torch.zeros(1, 5, 4, 4)] * 3)
     with pytest.raises(ValueError, match="RES5_DILATION"):
-        FPNBody(ResNetBody((3, 4, 6, 3), res5_dilation=2))
+        detectron_fpn_body(ResNetBody((3, 4, 6, 3), res5_dilation=2))
 
 
 def test_zero_init_lateral_and_xavier_init():
@@ -200,21 +199,21 @@ def test_gn_fpn_body_builds_runs_and_names():
     cfg.RESNETS.SHORTCUT_FUNC = "basic_gn_shortcut"
     cfg.TRAIN.FREEZE_AT = 0
     body = BODIES.get("FPN.fpn_ResNet50_conv5_body")(cfg)
-    fpn = body.fpn
+    fpn = body.neck
     assert fpn.inner_convs[0].conv.bias is None and isinstance(fpn.inner_convs[0].norm, nn.GroupNorm)
     maps = body(torch.randn(1, 3, 64, 32))
-    assert [tuple(m.shape[-2:]) for m in maps] == [(1, 1), (2, 1), (4, 2), (8, 4), (16, 8)]
-    sum(m.sum() for m in maps).backward()
+    assert [tuple(m.shape[-2:]) for m in maps.values()] == [(16, 8), (8, 4), (4, 2), (2, 1), (1, 1)]
+    sum(m.sum() for m in maps.values()).backward()
     assert body.backbone.stem.conv1.weight.grad is not None
 
     mapping, orphans = body.detectron_weight_mapping()
     params = {name for name, _ in body.named_parameters()}
     assert params == set(mapping)
     assert len(set(mapping.values())) == len(mapping)
-    assert mapping["fpn.inner_convs.3.conv.weight"] == "fpn_inner_res5_2_sum_w"
-    assert mapping["fpn.inner_convs.3.norm.weight"] == "fpn_inner_res5_2_sum_gn_s"
-    assert mapping["fpn.inner_convs.1.norm.bias"] == "fpn_inner_res3_3_sum_lateral_gn_b"
-    assert mapping["fpn.output_convs.0.norm.weight"] == "fpn_res2_2_sum_gn_s"
+    assert mapping["neck.inner_convs.3.conv.weight"] == "fpn_inner_res5_2_sum_w"
+    assert mapping["neck.inner_convs.3.norm.weight"] == "fpn_inner_res5_2_sum_gn_s"
+    assert mapping["neck.inner_convs.1.norm.bias"] == "fpn_inner_res3_3_sum_lateral_gn_b"
+    assert mapping["neck.output_convs.0.norm.weight"] == "fpn_res2_2_sum_gn_s"
     assert mapping["backbone.res2.0.norm1.weight"] == "res2_0_branch2a_gn_s"
     assert "pred_w" in orphans
 
@@ -225,5 +224,5 @@ def test_detectron_mapping_of_default_fpn_body_covers_everything_once():
     assert set(mapping) == set(body.state_dict())
     assert len(set(mapping.values())) == len(mapping)
     assert mapping["backbone.stem.norm1.weight"] == "res_conv1_bn_s"
-    assert mapping["fpn.inner_convs.3.conv.bias"] == "fpn_inner_res5_2_sum_b"
-    assert mapping["fpn.output_convs.3.conv.weight"] == "fpn_res5_2_sum_w"
+    assert mapping["neck.inner_convs.3.conv.bias"] == "fpn_inner_res5_2_sum_b"
+    assert mapping["neck.output_convs.3.conv.weight"] == "fpn_res5_2_sum_w"

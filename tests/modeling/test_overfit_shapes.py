@@ -23,7 +23,7 @@ def test_losses_fall_when_overfitting_one_image(tmp_path):
     roidb = load_coco_roidb(str(folder / "annotations.json"), str(folder / "images"))
     dataset = RoidbDataset(roidb, scales=(128,), max_size=192, pixel_means=cfg.PIXEL_MEANS)
     batch = collate_minibatch([dataset[0]], size_divisibility=32)
-    assert len(batch["targets"][0]["boxes"]) > 0
+    assert len(batch["targets"][0].boxes) > 0
     model = build_model(cfg).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=0.005, momentum=0.9)

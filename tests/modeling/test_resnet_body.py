@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from pydetectron.config import get_cfg
-from pydetectron.modeling import BODIES
+from pydetectron.modeling import BODIES, ShapeSpec
 from pydetectron.modeling.backbones import (
     ResNetBody,
     freeze_at_from_cfg,
@@ -68,12 +68,12 @@ def test_matches_torchvision_stage_outputs(factory, num_groups, width_per_group)
     # float64 grouped convolutions are slow on CPU: keep the input small
     x = torch.randn(1, 3, 64, 64 if num_groups == 1 else 32, dtype=torch.float64)
     expected = _torchvision_stage_outputs(reference, x)
-    got = ours.forward_features(x)
-    assert len(got) == 4
-    for ours_map, their_map in zip(got, expected):
+    ours.out_features = ["res2", "res3", "res4", "res5"]
+    got = ours(x)
+    assert list(got) == ["res2", "res3", "res4", "res5"]
+    for ours_map, their_map in zip(got.values(), expected):
         assert ours_map.shape == their_map.shape
         torch.testing.assert_close(ours_map, their_map, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ours(x), expected[-1], rtol=1e-5, atol=1e-5)
 
 
 def test_stride_on_1x1_or_3x3():
@@ -94,45 +94,45 @@ def test_resnext_widths_and_groups():
 
 
 CONV_BODY_SHAPES = [
-    # name, blocks per stage, dim_out, spatial scale, output [C, H, W] for a 64x96 input
-    ("ResNet.ResNet50_conv4_body", [3, 4, 6], 1024, 1 / 16, (1024, 4, 6)),
-    ("ResNet.ResNet50_conv5_body", [3, 4, 6, 3], 2048, 1 / 32, (2048, 2, 3)),
-    ("ResNet.ResNet101_conv4_body", [3, 4, 23], 1024, 1 / 16, (1024, 4, 6)),
-    ("ResNet.ResNet101_conv5_body", [3, 4, 23, 3], 2048, 1 / 32, (2048, 2, 3)),
-    ("ResNet.ResNet152_conv5_body", [3, 8, 36, 3], 2048, 1 / 32, (2048, 2, 3)),
+    # name, blocks per stage, output name, channels, stride, output [C, H, W] for a 64x96 input
+    ("ResNet.ResNet50_conv4_body", [3, 4, 6], "res4", 1024, 16, (1024, 4, 6)),
+    ("ResNet.ResNet50_conv5_body", [3, 4, 6, 3], "res5", 2048, 32, (2048, 2, 3)),
+    ("ResNet.ResNet101_conv4_body", [3, 4, 23], "res4", 1024, 16, (1024, 4, 6)),
+    ("ResNet.ResNet101_conv5_body", [3, 4, 23, 3], "res5", 2048, 32, (2048, 2, 3)),
+    ("ResNet.ResNet152_conv5_body", [3, 8, 36, 3], "res5", 2048, 32, (2048, 2, 3)),
 ]
 
 
-@pytest.mark.parametrize(("name", "blocks", "dim_out", "scale", "shape"), CONV_BODY_SHAPES)
-def test_registered_conv_body_shapes(name, blocks, dim_out, scale, shape):
+@pytest.mark.parametrize(("name", "blocks", "out_name", "channels", "stride", "shape"), CONV_BODY_SHAPES)
+def test_registered_conv_body_shapes(name, blocks, out_name, channels, stride, shape):
     body = BODIES.get(name)(get_cfg()).eval()
     assert [len(getattr(body, stage)) for stage in body.stage_names] == blocks
     assert body.stage_blob_names == [f"res{stage}_{count - 1}_sum" for stage, count in enumerate(blocks, start=2)]
-    assert body.dim_out == dim_out and body.spatial_scale == scale
+    assert body.output_shape() == {out_name: ShapeSpec(channels, stride)}
     assert body.stage_dims == [256, 512, 1024, 2048][: len(blocks)]
     with torch.no_grad():
         out = body(torch.randn(1, 3, 64, 96))
-    assert out.shape == (1, *shape)
+    assert list(out) == [out_name] and out[out_name].shape == (1, *shape)
 
 
 def test_res5_dilation_keeps_stride_16():
     cfg = get_cfg()
     cfg.RESNETS.RES5_DILATION = 2
     body = BODIES.get("ResNet.ResNet50_conv5_body")(cfg).eval()
-    assert body.spatial_scale == 1 / 16
+    assert body.output_shape() == {"res5": ShapeSpec(2048, 16)}
     first = body.res5[0]
     assert first.conv1.stride == (1, 1) and first.conv2.stride == (1, 1)
     assert all(block.conv2.dilation == (2, 2) for block in body.res5)
     assert all(block.conv2.padding == (2, 2) for block in body.res5)
     with torch.no_grad():
-        assert body(torch.randn(1, 3, 64, 96)).shape == (1, 2048, 4, 6)
+        assert body(torch.randn(1, 3, 64, 96))["res5"].shape == (1, 2048, 4, 6)
 
 
 @pytest.mark.parametrize("freeze_at", [0, 1, 2, 4])
 def test_freeze_at_stops_gradients(freeze_at):
     body = ResNetBody((1, 1, 2, 1), norm="GN", freeze_at=freeze_at)
     frozen_parts = (["stem"] if freeze_at else []) + [f"res{i}" for i in range(2, freeze_at + 1)]
-    out = body(torch.randn(1, 3, 32, 32))
+    out = body(torch.randn(1, 3, 32, 32))["res5"]
     out.sum().backward()
     for name, param in body.named_parameters():
         part = name.split(".")[0]
@@ -222,7 +222,7 @@ def test_gn_body_builds_from_cfg_and_runs():
     assert isinstance(body.res3[0].norm2, nn.GroupNorm)
     assert body.res3[0].norm2.num_groups == 128 // 16
     assert body.stem.norm1.num_groups == 64 // 16
-    out = body(torch.randn(1, 3, 32, 64))
+    out = body(torch.randn(1, 3, 32, 64))["res4"]
     assert out.shape == (1, 1024, 2, 4) and torch.isfinite(out).all()
 
 

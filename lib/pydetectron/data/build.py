@@ -2,7 +2,7 @@
 
 Keys read: TRAIN.{DATASETS, PROPOSAL_FILES, SCALES, MAX_SIZE, USE_FLIPPED, IMS_PER_BATCH,
 ASPECT_GROUPING, ASPECT_CROPPING, ASPECT_HI, ASPECT_LO, GT_MIN_AREA, KEEP_EMPTY_IMAGES},
-TEST.{DATASETS, SCALE, MAX_SIZE}, PIXEL_MEANS, PIXEL_STDS, INPUT_FORMAT,
+TEST.{DATASETS, SCALE, MAX_SIZE}, PIXEL_MEANS, PIXEL_STDS, INPUT_FORMAT, INPUT_RESIZE,
 FPN.{FPN_ON, COARSEST_STRIDE}, MODEL.{KEYPOINTS_ON, MASK_ON, BOX_PLUS_ONE},
 DATA_LOADER.{NUM_THREADS, SKIP_MISSING_IMAGES, PIN_MEMORY}, RNG_SEED, DATA_DIR.
 """
@@ -80,6 +80,7 @@ def build_train_loader(
         aspect_lo=float(cfg.TRAIN.ASPECT_LO),
         aspect_hi=float(cfg.TRAIN.ASPECT_HI),
         skip_missing=bool(cfg.DATA_LOADER.SKIP_MISSING_IMAGES),
+        resize=str(cfg.INPUT_RESIZE),
     )
     sampler = GroupedBatchSampler(
         roidb.aspect_ratios,
@@ -130,6 +131,7 @@ def build_test_loader(
         pixel_stds=cfg.PIXEL_STDS,
         input_format=cfg.INPUT_FORMAT,
         with_targets=False,
+        resize=str(cfg.INPUT_RESIZE),
     )
     workers = int(cfg.DATA_LOADER.NUM_THREADS if num_workers is None else num_workers)
     return DataLoader(

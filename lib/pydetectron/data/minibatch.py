@@ -69,6 +69,7 @@ class RoidbDataset(Dataset):
         aspect_hi: float = 2.0,
         skip_missing: bool = False,
         with_targets: bool = True,
+        resize: str = "detectron",
     ):
         if mask_format not in MASK_FORMATS:
             raise ValueError(f"mask_format must be one of {MASK_FORMATS}, got {mask_format!r}")
@@ -90,6 +91,7 @@ class RoidbDataset(Dataset):
         self.aspect_lo, self.aspect_hi = aspect_lo, aspect_hi
         self.skip_missing = skip_missing
         self.with_targets = with_targets
+        self.resize = resize
         self._landscape = roidb.widths >= roidb.heights
 
     def __len__(self) -> int:
@@ -133,6 +135,7 @@ class RoidbDataset(Dataset):
             self.pixel_stds,
             self.input_format,
             flip=flipped,
+            resize=self.resize,
         )
         out_h, out_w = image.shape[:2]
         sample = {"index": index, "image_id": int(roidb.tables.image_ids[row]), "flipped": flipped}

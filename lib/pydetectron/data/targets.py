@@ -7,6 +7,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from pydetectron.structures.ground_truth import GroundTruth
+from pydetectron.structures.polygon_masks import PolygonMasks
+
 
 @dataclass
 class ImageTargets:
@@ -52,20 +55,20 @@ class ImageTargets:
             keypoints=self.keypoints[keep] if self.keypoints is not None else None,
         )
 
-    def to_tensors(self) -> dict:
-        """Dict of tensors handed to the model (`masks` present when polygons or bitmaps are)."""
-        out = {
-            "boxes": torch.from_numpy(np.ascontiguousarray(self.boxes, dtype=np.float32)),
-            "gt_classes": torch.from_numpy(self.gt_classes.astype(np.int64)),
-            "is_crowd": torch.from_numpy(self.is_crowd.astype(bool)),
-        }
+    def to_tensors(self) -> GroundTruth:
+        """The `GroundTruth` handed to the model (masks packed as `PolygonMasks`, or bitmaps)."""
+        masks = None
         if self.bitmaps is not None:
-            out["masks"] = torch.from_numpy(np.ascontiguousarray(self.bitmaps, dtype=np.uint8))
+            masks = torch.from_numpy(np.ascontiguousarray(self.bitmaps, dtype=np.uint8))
         elif self.polygons is not None:
-            out["masks"] = [
-                [torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32)) for p in polys]
-                for polys in self.polygons
-            ]
+            masks = PolygonMasks.from_lists(self.polygons)
+        keypoints = None
         if self.keypoints is not None:
-            out["keypoints"] = torch.from_numpy(np.ascontiguousarray(self.keypoints, np.float32))
-        return out
+            keypoints = torch.from_numpy(np.ascontiguousarray(self.keypoints, np.float32))
+        return GroundTruth(
+            boxes=torch.from_numpy(np.ascontiguousarray(self.boxes, dtype=np.float32)),
+            classes=torch.from_numpy(self.gt_classes.astype(np.int64)),
+            is_crowd=torch.from_numpy(self.is_crowd.astype(bool)),
+            masks=masks,
+            keypoints=keypoints,
+        )

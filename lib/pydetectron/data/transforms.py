@@ -39,13 +39,36 @@ def read_image(path: str, expected_hw: tuple[int, int] | None = None) -> np.ndar
     return image
 
 
-def compute_scale(height: int, width: int, target_size: float, max_size: float) -> float:
+# How an image is resized to the network's scale:
+# 'detectron': OpenCV bilinear resize of the normalised image to round(size * scale), the
+#   scale capped when the rounded long side exceeds the max size (Detectron's prep_im_for_blob);
+# 'torchvision': torch bilinear interpolation (half-pixel, no antialias) to floor(size * scale)
+#   with scale = min(target / short, max / long) (GeneralizedRCNNTransform).
+RESIZE_CONVENTIONS = ("detectron", "torchvision")
+
+
+def compute_scale(
+    height: int, width: int, target_size: float, max_size: float, convention: str = "detectron"
+) -> float:
     """Scale making the short side `target_size`, capped so the long side <= `max_size`."""
     short, long = min(height, width), max(height, width)
+    if convention == "torchvision":
+        return min(float(target_size) / short, float(max_size) / long)
     scale = float(target_size) / float(short)
     if round(scale * long) > max_size:  # Detectron compares the rounded long side
         scale = float(max_size) / float(long)
     return scale
+
+
+def _resize(image: np.ndarray, scale: float, convention: str) -> np.ndarray:
+    """Resize a float32 HxWx3 array by `scale` with the given convention's interpolation."""
+    if convention == "torchvision":
+        chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        out = torch.nn.functional.interpolate(
+            chw, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
+        )
+        return out[0].permute(1, 2, 0).numpy()
+    return cv2.resize(image, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
 
 
 def prepare_image(
@@ -56,15 +79,19 @@ def prepare_image(
     pixel_stds: Sequence[float] = (1.0, 1.0, 1.0),
     input_format: str = "BGR",
     flip: bool = False,
+    resize: str = "detectron",
 ) -> tuple[np.ndarray, float]:
     """BGR uint8 image -> (normalised float32 HxWx3 in `input_format` order, scale).
 
-    `pixel_means`/`pixel_stds` are in 0-255 units and in the `input_format` channel order.
+    `pixel_means`/`pixel_stds` are in 0-255 units and in the `input_format` channel order;
+    `resize` is one of RESIZE_CONVENTIONS.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {tuple(image.shape)}")
     if input_format not in ("BGR", "RGB"):
         raise ValueError(f"input_format must be 'BGR' or 'RGB', got {input_format!r}")
+    if resize not in RESIZE_CONVENTIONS:
+        raise ValueError(f"resize convention must be one of {RESIZE_CONVENTIONS}, got {resize!r}")
     if flip:
         image = image[:, ::-1]
     if input_format == "RGB":
@@ -75,9 +102,9 @@ def prepare_image(
     out -= means
     if not np.all(stds == 1.0):
         out *= 1.0 / stds
-    scale = compute_scale(image.shape[0], image.shape[1], target_size, max_size)
+    scale = compute_scale(image.shape[0], image.shape[1], target_size, max_size, resize)
     if scale != 1.0:
-        out = cv2.resize(out, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        out = _resize(out, scale, resize)
     return out, scale
 
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pydetectron.data.transforms import compute_scale, images_to_batch, prepare_image, to_chw_tensor
-from pydetectron.modeling.roi_heads.box_postprocess import Detections
+from pydetectron.modeling.roi_heads.branch import ImageInfo
+from pydetectron.structures.boxes import flip_boxes
+from pydetectron.structures.detections import Detections
 
 # An image needing a scale below this is first shrunk with area averaging to twice its
 # network size, so a huge image never becomes a huge float32 array.
@@ -61,6 +62,7 @@ class InputTransform:
     pixel_stds: tuple[float, float, float] = (1.0, 1.0, 1.0)
     input_format: str = "BGR"
     size_divisibility: int = 0
+    resize: str = "detectron"
 
     @classmethod
     def from_cfg(cls, cfg) -> InputTransform:
@@ -71,12 +73,13 @@ class InputTransform:
             pixel_stds=tuple(float(v) for v in cfg.PIXEL_STDS),
             input_format=str(cfg.INPUT_FORMAT),
             size_divisibility=int(cfg.FPN.COARSEST_STRIDE) if cfg.FPN.FPN_ON else 0,
+            resize=str(cfg.INPUT_RESIZE),
         )
 
     def shrink_huge(self, image: np.ndarray) -> np.ndarray:
         """`image`, or a copy shrunk to twice its network size when it needs a scale < 1/4."""
         height, width = image.shape[:2]
-        scale = compute_scale(height, width, self.target_size, self.max_size)
+        scale = compute_scale(height, width, self.target_size, self.max_size, self.resize)
         if scale >= HUGE_IMAGE_SCALE:
             return image
         factor = 2.0 * scale
@@ -99,6 +102,7 @@ class InputTransform:
             self.pixel_stds,
             self.input_format,
             flip=flip,
+            resize=self.resize,
         )
         im_info = torch.tensor([data.shape[0], data.shape[1], scale], dtype=torch.float32)
         return to_chw_tensor(data), im_info
@@ -197,19 +201,21 @@ class ViewScores:
     proposals: torch.Tensor
 
 
-def flip_boxes(boxes: torch.Tensor, width: float, plus_one: bool) -> torch.Tensor:
-    """Mirror [R, 4k] xyxy boxes left-right inside an image `width` wide (Detectron's -1 with +1)."""
-    offset = 1.0 if plus_one else 0.0
-    out = boxes.clone()
-    out[:, 0::4] = width - boxes[:, 2::4] - offset
-    out[:, 2::4] = width - boxes[:, 0::4] - offset
-    return out
-
-
 def _stretch_x(boxes: torch.Tensor, ratio: float) -> torch.Tensor:
     out = boxes.clone()
     out[:, 0::2] = boxes[:, 0::2] * ratio
     return out
+
+
+def _view_input(model, image: np.ndarray, transform: InputTransform, view: View):
+    """(features, im_info row, view image size) of one view of BGR `image`."""
+    stretched = image
+    if view.aspect_ratio != 1.0:
+        stretched = cv2.resize(image, None, fx=view.aspect_ratio, fy=1.0, interpolation=cv2.INTER_LINEAR)
+    tensor, im_info = transform.prepare(stretched, view.flip, view.target_size, view.max_size)
+    device = next(model.parameters()).device
+    data = images_to_batch([tensor], transform.size_divisibility).to(device)
+    return data, im_info.to(device), stretched.shape[:2]
 
 
 def score_view(
@@ -219,47 +225,31 @@ def score_view(
     view: View,
     proposals: torch.Tensor | None = None,
 ) -> ViewScores:
-    """Box-head outputs for one view of BGR `image`, mapped back to `image`'s pixels.
+    """Box-branch outputs for one view of BGR `image`, mapped back to `image`'s pixels.
 
     `proposals` [R, 4] in `image` pixels are scored instead of the view's own RPN
-    proposals when given.
+    proposals when given. The box branch's own `class_boxes` does the scoring.
     """
     if model.rpn_only:
         raise ValueError("box test-time augmentation needs a box head; this model is RPN-only")
-    post = model.postprocessor
-    stretched = image
-    if view.aspect_ratio != 1.0:
-        stretched = cv2.resize(image, None, fx=view.aspect_ratio, fy=1.0, interpolation=cv2.INTER_LINEAR)
-    height, width = stretched.shape[:2]
-    tensor, im_info = transform.prepare(stretched, view.flip, view.target_size, view.max_size)
-    device = next(model.parameters()).device
-    data = images_to_batch([tensor], transform.size_divisibility).to(device)
-    im_info = im_info[None].to(device)
-    scale = float(im_info[0, 2])
-    rpn_features, roi_features = model.split_features(data)
+    box = model.roi_heads.box
+    data, im_info, (height, width) = _view_input(model, image, transform, view)
+    scale = float(im_info[2])
+    features = model.body(data)
     if proposals is None:
-        rpn_boxes, _, _ = model.rpn(rpn_features, im_info)
-        rois = rpn_boxes[0]
+        rpn_maps = [features[name] for name in model.rpn_in_features]
+        rois = model.rpn(rpn_maps, im_info[None], image_size=tuple(data.shape[-2:]))[0][0]
     else:
-        rois = _stretch_x(proposals.to(device=device, dtype=torch.float32), view.aspect_ratio)
+        rois = _stretch_x(proposals.to(device=data.device, dtype=torch.float32), view.aspect_ratio)
         if view.flip:
-            rois = flip_boxes(rois, width, post.plus_one)
+            rois = flip_boxes(rois, width, box.plus_one)
         rois = rois * scale
-    pooled = model.box_pooler(roi_features, torch.cat((rois.new_zeros((rois.shape[0], 1)), rois), dim=1))
-    cls_score, bbox_pred = model.box_outputs(model.box_head(pooled))
-    probs = F.softmax(cls_score.float(), dim=1)
-    bbox_pred = bbox_pred.float()
+    info = ImageInfo(float(im_info[0]), float(im_info[1]), scale, height, width)
+    probs, boxes = box.class_boxes(features, [rois], [info])[0]
     view_rois = rois / scale
-    if model.box_decode_space == "original":
-        boxes = post.decode(bbox_pred, view_rois, height, width)
-    else:  # decode and clip in network-input pixels, then rescale (torchvision)
-        in_h, in_w = float(im_info[0, 0]), float(im_info[0, 1])
-        boxes = post.decode(bbox_pred, rois, in_h, in_w)
-        ratio = boxes.new_tensor([width / in_w, height / in_h]).repeat(2)
-        boxes = (boxes.view(boxes.shape[0], -1, 4) * ratio).view(boxes.shape[0], -1)
     if view.flip:
-        boxes = flip_boxes(boxes, width, post.plus_one)
-        view_rois = flip_boxes(view_rois, width, post.plus_one)
+        boxes = flip_boxes(boxes, width, box.plus_one)
+        view_rois = flip_boxes(view_rois, width, box.plus_one)
     if view.aspect_ratio != 1.0:
         boxes = _stretch_x(boxes, 1.0 / view.aspect_ratio)
         view_rois = _stretch_x(view_rois, 1.0 / view.aspect_ratio)
@@ -289,4 +279,10 @@ def detect_with_box_augmentation(
         scored.append(identity)
     probs = _combine([s.probs for s in scored], augmentation.score_heur)
     boxes = _combine([s.boxes for s in scored], augmentation.coord_heur)
-    return model.postprocessor.single_image(probs, boxes)
+    detections = model.roi_heads.box.postprocessor.single_image(probs, boxes)
+    if model.roi_heads.branches:  # masks / keypoints of the combined boxes, on the plain view
+        data, im_info, _ = _view_input(model, image, transform, plain)
+        info = ImageInfo(float(im_info[0]), float(im_info[1]), float(im_info[2]), *image.shape[:2])
+        detections.input_boxes = detections.boxes * info.scale
+        model.roi_heads.predict_branches(model.body(data), [detections], [info])
+    return detections

@@ -32,7 +32,7 @@ from pydetectron.engine.inference import (
     detect_with_box_augmentation,
 )
 from pydetectron.modeling.model_builder import build_model
-from pydetectron.modeling.roi_heads.box_postprocess import Detections
+from pydetectron.structures.detections import Detections
 from pydetectron.weights import load_weights
 
 logger = logging.getLogger(__name__)
@@ -145,15 +145,36 @@ def checkpoint_cfg(checkpoint: dict) -> dict | None:
 
 
 def to_prediction(detections: Detections, original_size: tuple[int, int], box_ratio=(1.0, 1.0)) -> Prediction:
-    """Model `Detections` (torch, any device) -> numpy `Prediction` in original pixels."""
+    """Model `Detections` (torch, any device) -> numpy `Prediction` in original pixels.
+
+    `box_ratio` (x, y) maps the pixels the model saw (a shrunk huge image) to the original
+    image: boxes and keypoints are scaled, masks resized (nearest neighbour).
+    """
+    height, width = int(original_size[0]), int(original_size[1])
+    scaled = box_ratio != (1.0, 1.0)
     boxes = detections.boxes.detach().float().cpu().numpy().reshape(-1, 4)
-    if box_ratio != (1.0, 1.0):
+    if scaled:
         boxes = boxes * np.asarray([box_ratio[0], box_ratio[1]] * 2, dtype=np.float32)
+    masks = None
+    if detections.masks is not None:
+        mask_tensor = detections.masks.detach()
+        if tuple(mask_tensor.shape[-2:]) != (height, width) and mask_tensor.shape[0] > 0:
+            resized = torch.nn.functional.interpolate(mask_tensor[:, None].float(), (height, width), mode="nearest")
+            mask_tensor = resized[:, 0] > 0.5
+        masks = mask_tensor.cpu().numpy().astype(bool).reshape(-1, height, width)
+    keypoints = None
+    if detections.keypoints is not None:
+        keypoints = detections.keypoints.detach().float().cpu().numpy().copy()
+        if scaled:
+            keypoints[:, :, 0] *= box_ratio[0]
+            keypoints[:, :, 1] *= box_ratio[1]
     return Prediction(
         boxes=boxes.astype(np.float32),
         scores=detections.scores.detach().float().cpu().numpy().reshape(-1),
         classes=detections.classes.detach().cpu().numpy().reshape(-1).astype(np.int64),
-        image_size=(int(original_size[0]), int(original_size[1])),
+        image_size=(height, width),
+        masks=masks,
+        keypoints=keypoints,
     )
 
 

@@ -47,7 +47,7 @@ ForwardFn = Callable[[nn.Module, dict], dict]
 
 def move_to(value: Any, device: torch.device) -> Any:
     """Tensors (also inside lists and dicts) moved to `device`; anything else unchanged."""
-    if torch.is_tensor(value):
+    if torch.is_tensor(value) or hasattr(value, "to"):
         return value.to(device, non_blocking=True)
     if isinstance(value, dict):
         return {key: move_to(item, device) for key, item in value.items()}

@@ -1,28 +1,72 @@
-"""`build_model(cfg)`: the Generalized R-CNN a Detectron config describes."""
+"""`build_model(cfg)`: the Generalized R-CNN a Detectron config describes.
+
+The body says which maps it returns (`output_shape()`); the builder picks the maps the
+RPN and the RoI heads read by pyramid level (FPN.RPN_*_LEVEL, FPN.ROI_*_LEVEL) or, for
+single-scale models, the body's one map. RoI branches are found in `ROI_BRANCHES`:
+'mask' with MODEL.MASK_ON, 'keypoint' with MODEL.KEYPOINTS_ON, and every name in
+MODEL.EXTRA_ROI_BRANCHES.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 
 from torch import nn
 
 from .generalized_rcnn import GeneralizedRCNN
+from .levels import ShapeSpec, features_in_levels, finest_first
 from .registry import BODIES
-from .roi_heads.box_head_builders import BOX_HEADS
-from .roi_heads.box_heads import FastRCNNOutputs
-from .roi_heads.box_postprocess import BoxPostProcessor
-from .roi_heads.box_sampling import FastRCNNSampler
+from .roi_heads.box_branch import BoxBranch
+from .roi_heads.branch import ROI_BRANCHES
+from .roi_heads.roi_heads import RoIHeads
 from .rpn.rpn import RPN
 
 SUPPORTED_MODEL_TYPES = ("generalized_rcnn",)
 
 
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, list | tuple) else [value]
+def _single_map(shapes: Mapping[str, ShapeSpec], who: str) -> list[str]:
+    if len(shapes) != 1:
+        raise ValueError(
+            f"{who} reads one feature map without FPN, but MODEL.CONV_BODY returns {list(shapes)}; "
+            "set FPN.FPN_ON and the FPN.MULTILEVEL_* keys to use several levels"
+        )
+    return list(shapes)
+
+
+def rpn_in_features(cfg, shapes: Mapping[str, ShapeSpec]) -> list[str]:
+    """Maps the RPN reads: FPN.RPN_MIN_LEVEL..RPN_MAX_LEVEL with a multilevel RPN, else the one map."""
+    if cfg.FPN.FPN_ON and cfg.FPN.MULTILEVEL_RPN:
+        return features_in_levels(shapes, int(cfg.FPN.RPN_MIN_LEVEL), int(cfg.FPN.RPN_MAX_LEVEL))
+    return _single_map(shapes, "the RPN")
+
+
+def roi_in_features(cfg, shapes: Mapping[str, ShapeSpec]) -> list[str]:
+    """Maps the RoI branches pool from: FPN.ROI_MIN_LEVEL..ROI_MAX_LEVEL with multilevel RoIs, else the one map."""
+    if cfg.FPN.FPN_ON and cfg.FPN.MULTILEVEL_ROIS:
+        return features_in_levels(shapes, int(cfg.FPN.ROI_MIN_LEVEL), int(cfg.FPN.ROI_MAX_LEVEL))
+    return _single_map(shapes, "the RoI heads")
+
+
+def roi_branch_names(cfg) -> list[str]:
+    """Registered RoI branches this config switches on, in order."""
+    names = (["mask"] if cfg.MODEL.MASK_ON else []) + (["keypoint"] if cfg.MODEL.KEYPOINTS_ON else [])
+    return names + [str(name) for name in cfg.MODEL.EXTRA_ROI_BRANCHES]
+
+
+def build_roi_heads(cfg, shapes: Mapping[str, ShapeSpec]) -> RoIHeads:
+    """The box branch and every branch of `roi_branch_names(cfg)`."""
+    in_features = roi_in_features(cfg, shapes)
+    box = BoxBranch.from_cfg(cfg, shapes, in_features)
+    branches = {}
+    for name in roi_branch_names(cfg):
+        if name in branches or name == "box":
+            raise ValueError(f"RoI branch {name!r} is listed twice (MODEL.MASK_ON/KEYPOINTS_ON/EXTRA_ROI_BRANCHES)")
+        branches[name] = ROI_BRANCHES.get(name).from_cfg(cfg, shapes, box)
+    return RoIHeads(box, branches)
 
 
 def build_model(cfg) -> nn.Module:
-    """Build the model of `cfg` (MODEL.TYPE, MODEL.CONV_BODY, FAST_RCNN.ROI_BOX_HEAD, RPN/FPN keys)."""
+    """Build the model of `cfg` (MODEL.TYPE, MODEL.CONV_BODY, RPN/FPN keys, the RoI branches)."""
     if cfg.MODEL.TYPE not in SUPPORTED_MODEL_TYPES:
         raise ValueError(f"MODEL.TYPE {cfg.MODEL.TYPE!r} is not supported; expected one of {SUPPORTED_MODEL_TYPES}")
     if not (cfg.MODEL.FASTER_RCNN or cfg.MODEL.RPN_ONLY):
@@ -30,35 +74,18 @@ def build_model(cfg) -> nn.Module:
             "only end-to-end models are supported: set MODEL.FASTER_RCNN: True (or MODEL.RPN_ONLY: True); "
             "precomputed proposals are not"
         )
-    for flag in ("MASK_ON", "KEYPOINTS_ON"):
-        if cfg.MODEL[flag]:
-            raise ValueError(f"MODEL.{flag}: mask and keypoint heads are not available in this version")
     body = BODIES.get(cfg.MODEL.CONV_BODY)(cfg)
-    scales = _as_list(body.spatial_scale)
-    strides = [int(round(1.0 / s)) for s in scales]
-    levels = [int(round(math.log2(s))) for s in strides]
-    multilevel = len(scales) > 1
-    rpn_levels = roi_levels = None
-    if multilevel:
-        rpn_levels = [lv for lv in levels if cfg.FPN.RPN_MIN_LEVEL <= lv <= cfg.FPN.RPN_MAX_LEVEL]
-        roi_levels = [lv for lv in levels if cfg.FPN.ROI_MIN_LEVEL <= lv <= cfg.FPN.ROI_MAX_LEVEL]
-    rpn_strides = strides if rpn_levels is None else [2**lv for lv in rpn_levels]
-    rpn = RPN.from_cfg(cfg, body.dim_out, rpn_strides)
+    shapes = body.output_shape()
+    rpn_features = rpn_in_features(cfg, shapes)
+    channels = {shapes[name].channels for name in rpn_features}
+    if len(channels) != 1:
+        raise ValueError(f"the RPN's maps {rpn_features} must have one channel count, got {channels}")
+    rpn = RPN.from_cfg(cfg, channels.pop(), [shapes[name].stride for name in rpn_features])
     if cfg.MODEL.RPN_ONLY:
-        return GeneralizedRCNN(body, rpn, rpn_levels=rpn_levels, roi_levels=roi_levels)
+        if cfg.MODEL.MASK_ON or cfg.MODEL.KEYPOINTS_ON:
+            raise ValueError("MODEL.RPN_ONLY models have no RoI heads: MASK_ON / KEYPOINTS_ON must be False")
+        return GeneralizedRCNN(body, rpn, rpn_features)
+    return GeneralizedRCNN(body, rpn, rpn_features, build_roi_heads(cfg, shapes))
 
-    roi_scales = scales if roi_levels is None else [1.0 / 2**lv for lv in roi_levels]
-    box_pooler, box_head = BOX_HEADS.get(cfg.FAST_RCNN.ROI_BOX_HEAD)(cfg, body.dim_out, roi_scales)
-    box_outputs = FastRCNNOutputs(box_head.dim_out, cfg.MODEL.NUM_CLASSES, cfg.MODEL.CLS_AGNOSTIC_BBOX_REG)
-    return GeneralizedRCNN(
-        body,
-        rpn,
-        box_pooler=box_pooler,
-        box_head=box_head,
-        box_outputs=box_outputs,
-        sampler=FastRCNNSampler.from_cfg(cfg),
-        postprocessor=BoxPostProcessor.from_cfg(cfg),
-        rpn_levels=rpn_levels,
-        roi_levels=roi_levels,
-        box_decode_space=cfg.TEST.BOX_DECODE_SPACE,
-    )
+
+__all__ = ["build_model", "build_roi_heads", "finest_first", "roi_branch_names", "roi_in_features", "rpn_in_features"]

@@ -41,3 +41,9 @@ def conv_mapping(conv_name: str, conv: nn.Conv2d, blob_prefix: str) -> dict[str,
     if conv.bias is not None:
         mapping[f"{conv_name}.bias"] = blob_prefix + "_b"
     return mapping
+
+
+def prefix_both(mapping: dict[str, str], ours: str, theirs: str) -> dict[str, str]:
+    """Prefix the module-side names with `ours.` and the file-side names with `theirs.`
+    (for name tables such as torchvision's, whose layout nests like ours)."""
+    return {f"{ours}.{name}": f"{theirs}.{other}" for name, other in mapping.items()}

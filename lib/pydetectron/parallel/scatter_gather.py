@@ -86,7 +86,7 @@ def scatter_minibatch(
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
-    if torch.is_tensor(value):
+    if torch.is_tensor(value) or hasattr(value, "to"):
         return value.to(device, non_blocking=True)
     if isinstance(value, dict):
         return {key: _to_device(item, device) for key, item in value.items()}

@@ -148,10 +148,12 @@ def nonempty_box_mask(boxes: torch.Tensor, min_size: float = 0.0, plus_one: bool
 
 
 def flip_boxes(boxes: torch.Tensor, width: float, plus_one: bool = False) -> torch.Tensor:
-    """Mirror boxes horizontally in an image of the given width."""
-    check_boxes(boxes)
+    """Mirror boxes [N, 4k] (k boxes per row, e.g. class-specific) horizontally in an image
+    of the given width (Detectron's x -> width - 1 - x with `plus_one`)."""
+    if boxes.dim() != 2 or boxes.shape[1] % 4 != 0:
+        raise ValueError(f"boxes must have shape [N, 4k], got {tuple(boxes.shape)}")
     off = _offset(plus_one)
     flipped = boxes.clone()
-    flipped[:, 0] = width - off - boxes[:, 2]
-    flipped[:, 2] = width - off - boxes[:, 0]
+    flipped[:, 0::4] = width - off - boxes[:, 2::4]
+    flipped[:, 2::4] = width - off - boxes[:, 0::4]
     return flipped

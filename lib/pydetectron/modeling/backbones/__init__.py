@@ -16,12 +16,7 @@ from .resnet_cfg import (
     resnet_body_kwargs_from_cfg,
     resnet_norm_from_cfg,
 )
-from .resnet_fpn import (
-    HIGHEST_BACKBONE_LEVEL,
-    LOWEST_BACKBONE_LEVEL,
-    FPNBody,
-    fpn_min_max_levels,
-)
+from .resnet_fpn import detectron_fpn_body, fpn_body_from_cfg
 
 __all__ = [
     "RESNET_BLOCK_COUNTS",
@@ -33,10 +28,8 @@ __all__ = [
     "res5_head_stage",
     "stage_dim_inner",
     "stage_dim_out",
-    "HIGHEST_BACKBONE_LEVEL",
-    "LOWEST_BACKBONE_LEVEL",
-    "FPNBody",
-    "fpn_min_max_levels",
+    "detectron_fpn_body",
+    "fpn_body_from_cfg",
     "freeze_at_from_cfg",
     "resnet_block_kwargs_from_cfg",
     "resnet_body_kwargs_from_cfg",

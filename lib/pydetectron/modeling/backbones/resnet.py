@@ -1,8 +1,8 @@
 """ResNet / ResNeXt conv bodies (Detectron's ``ResNet.ResNet*_conv{4,5}_body``).
 
 A body runs the stem and stages res2..res4 (conv4 bodies) or res2..res5 (conv5
-bodies). ``forward(x)`` returns the last stage's map; ``forward_features(x)`` returns
-every stage's map, finest first (res2, res3, ...), which is what FPN builds on.
+bodies). ``forward(x)`` returns the maps named by ``out_features`` (default: the last
+stage only, e.g. ``{"res4": ...}`` for a C4 model); FPN asks for every stage.
 """
 
 from collections.abc import Sequence
@@ -18,6 +18,7 @@ from ...nn import (
     add_prefix,
     check_norm_kind,
 )
+from ..levels import ShapeSpec
 from ..registry import BODIES
 from .resnet_blocks import ResNetStem, ResStage, stage_dim_inner, stage_dim_out
 from .resnet_cfg import resnet_body_kwargs_from_cfg
@@ -46,9 +47,10 @@ class ResNetBody(nn.Module):
             their BatchNorms become FrozenBatchNorm2d.
         norm: 'AffineChannel' (Detectron, always frozen), 'FrozenBN' (torchvision),
             'BN' (trainable BatchNorm2d) or 'GN' (GroupNorm with ``gn``).
+        out_features: stage names forward() returns (default: the last stage).
 
-    Attributes: ``dim_out`` and ``spatial_scale`` of the output map; per stage
-    ``stage_names`` ('res2', ...), ``stage_dims``, ``stage_spatial_scales`` and
+    ``output_shape()`` gives channels and stride of every returned map; per stage
+    ``stage_names`` ('res2', ...), ``stage_dims``, ``stage_strides`` and
     ``stage_blob_names`` (Detectron output blobs such as 'res4_5_sum').
     """
 
@@ -62,6 +64,7 @@ class ResNetBody(nn.Module):
         freeze_at: int = 2,
         norm: str = "AffineChannel",
         gn: GroupNormSettings = DEFAULT_GN,
+        out_features: Sequence[str] | None = None,
     ):
         super().__init__()
         block_counts = tuple(int(n) for n in block_counts)
@@ -83,10 +86,10 @@ class ResNetBody(nn.Module):
 
         self.stem = ResNetStem(norm, gn)
         dim_in = self.stem.dim_out
-        scale = 1.0 / 4.0
+        stride = 4
         self.stage_names: list[str] = []
         self.stage_dims: list[int] = []
-        self.stage_spatial_scales: list[float] = []
+        self.stage_strides: list[int] = []
         for stage_index, num_blocks in zip(range(2, last_stage + 1), block_counts):
             dilation = res5_dilation if stage_index == 5 else 1
             # res2 follows the stem's max-pool and keeps its stride; a dilated res5
@@ -107,18 +110,29 @@ class ResNetBody(nn.Module):
             )
             name = f"res{stage_index}"
             self.add_module(name, stage)
-            scale /= first_stride
+            stride *= first_stride
             dim_in = stage.dim_out
             self.stage_names.append(name)
             self.stage_dims.append(stage.dim_out)
-            self.stage_spatial_scales.append(scale)
-        self.dim_out = dim_in
-        self.spatial_scale = self.stage_spatial_scales[-1]
+            self.stage_strides.append(stride)
+        self.out_features = list(out_features) if out_features is not None else self.stage_names[-1:]
+        unknown = [name for name in self.out_features if name not in self.stage_names]
+        if unknown or not self.out_features:
+            raise ValueError(f"ResNetBody: out_features {self.out_features} must be among {self.stage_names}")
         self._freeze(freeze_at)
 
     @property
     def stage_blob_names(self) -> list[str]:
         return [getattr(self, name).blob_name for name in self.stage_names]
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        """Channels and stride of each map forward() returns, finest first."""
+        shapes = {n: ShapeSpec(c, s) for n, c, s in zip(self.stage_names, self.stage_dims, self.stage_strides)}
+        return {name: shapes[name] for name in self.out_features}
+
+    def blob_name(self, feature: str) -> str:
+        """Detectron name of a stage's output map ('res4' -> 'res4_5_sum')."""
+        return getattr(self, feature).blob_name
 
     def _freeze(self, freeze_at: int) -> None:
         frozen = [self.stem] if freeze_at >= 1 else []
@@ -128,20 +142,19 @@ class ResNetBody(nn.Module):
             for param in module.parameters():
                 param.requires_grad_(False)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every stage's output, finest first: [res2, res3, res4(, res5)]."""
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The maps of ``out_features`` (finest first); stages after the last one are skipped."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"ResNetBody expects an image batch [N, 3, H, W], got shape {tuple(x.shape)}")
         x = self.stem(x)
-        features = []
-        for name in self.stage_names:
+        wanted = set(self.out_features)
+        last = max(self.stage_names.index(name) for name in wanted)
+        features = {}
+        for name in self.stage_names[: last + 1]:
             x = getattr(self, name)(x)
-            features.append(x)
+            if name in wanted:
+                features[name] = x
         return features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The last stage's map: ``[N, dim_out, H * spatial_scale, W * spatial_scale]``."""
-        return self.forward_features(x)[-1]
 
     def detectron_weight_mapping(self) -> WeightMapping:
         """Detectron blob names of every weight (``res2_0_branch2a_w``, ...).
@@ -185,9 +198,9 @@ class ResNetBody(nn.Module):
         return {ours: theirs for ours, theirs in mapping.items() if ours in own}
 
     @classmethod
-    def from_cfg(cls, cfg, block_counts: Sequence[int]) -> "ResNetBody":
+    def from_cfg(cls, cfg, block_counts: Sequence[int], out_features: Sequence[str] | None = None) -> "ResNetBody":
         """Build from Detectron's RESNETS.*, GROUP_NORM.* and FREEZE_AT keys."""
-        return cls(block_counts, **resnet_body_kwargs_from_cfg(cfg))
+        return cls(block_counts, out_features=out_features, **resnet_body_kwargs_from_cfg(cfg))
 
 
 def _register_resnet_body(name: str, depth: int, num_stages: int) -> None:

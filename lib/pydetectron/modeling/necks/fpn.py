@@ -91,7 +91,8 @@ class FPN(nn.Module):
         in_blob_names: Detectron names of the input maps (e.g. 'res4_5_sum'), used by
             ``detectron_weight_mapping``; default 'c<level>'.
 
-    ``levels`` lists the output levels, finest first; ``dim_out`` is ``dim``.
+    ``levels`` lists the output levels, finest first; every output has ``out_channels``
+    (= ``dim``) channels; ``num_outputs`` is ``len(levels)``.
     """
 
     def __init__(
@@ -129,12 +130,13 @@ class FPN(nn.Module):
             raise ValueError(f"FPN: {len(in_blob_names)} in_blob_names for {len(in_channels_list)} inputs")
         self.in_channels_list = in_channels_list
         self.in_blob_names = list(in_blob_names)
-        self.dim_out = dim
+        self.out_channels = dim
         self.first_level = first_level
         self.top_level = top_level
         self.max_level = max_level
         self.use_max_pool_p6 = not extra_conv_levels and max_level == top_level + 1
         self.levels = list(range(first_level, max_level + 1))
+        self.num_outputs = len(self.levels)
 
         # inner_convs[i] reads input i; the last one seeds the top-down path, the others
         # are the laterals.
@@ -155,12 +157,8 @@ class FPN(nn.Module):
             FPNConv(in_channels_list[-1] if i == 0 else dim, dim, 3, stride=2) for i in range(num_extra)
         )
 
-    def forward(self, features: Sequence[torch.Tensor], finest_only: bool = False) -> list[torch.Tensor]:
-        """Pyramid maps P_first..P_max, finest first.
-
-        With ``finest_only`` only P_first is computed and returned (a one-item list);
-        the top-down path still runs over every level.
-        """
+    def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Pyramid maps P_first..P_max, finest first."""
         if len(features) != len(self.inner_convs):
             raise ValueError(
                 f"FPN expects {len(self.inner_convs)} feature maps (levels "
@@ -170,16 +168,11 @@ class FPN(nn.Module):
             if feature.dim() != 4 or feature.shape[1] != channels:
                 raise ValueError(f"FPN input C{level} must be [N, {channels}, H, W], got shape {tuple(feature.shape)}")
         inner = self.inner_convs[-1](features[-1])
-        top = len(features) - 1
-        outputs = [] if finest_only and top > 0 else [self.output_convs[-1](inner)]
-        for i in range(top - 1, -1, -1):
+        outputs = [self.output_convs[-1](inner)]
+        for i in range(len(features) - 2, -1, -1):
             lateral = self.inner_convs[i](features[i])
-            top_down = F.interpolate(inner, size=lateral.shape[-2:], mode="nearest")
-            inner = lateral + top_down
-            if not finest_only or i == 0:
-                outputs.insert(0, self.output_convs[i](inner))
-        if finest_only:
-            return outputs
+            inner = lateral + F.interpolate(inner, size=lateral.shape[-2:], mode="nearest")
+            outputs.insert(0, self.output_convs[i](inner))
         if self.use_max_pool_p6:
             outputs.append(F.max_pool2d(outputs[-1], kernel_size=1, stride=2, padding=0))
         x = features[-1]

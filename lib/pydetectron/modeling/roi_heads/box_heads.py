@@ -45,6 +45,10 @@ class MLPHead(nn.Module):
     def detectron_weight_mapping(self) -> WeightMapping:
         return {"fc6.weight": "fc6_w", "fc6.bias": "fc6_b", "fc7.weight": "fc7_w", "fc7.bias": "fc7_b"}, []
 
+    def torchvision_weight_mapping(self) -> dict[str, str]:
+        """torchvision's TwoMLPHead uses the same names."""
+        return {f"{layer}.{t}": f"{layer}.{t}" for layer in ("fc6", "fc7") for t in ("weight", "bias")}
+
 
 class ConvFCHead(nn.Module):
     """`roi_Xconv1fc_head` (and `_gn_head`): N 3x3 convs + ReLU, then one fc + ReLU."""

@@ -14,16 +14,8 @@ import torch.nn.functional as F
 
 from pydetectron import ops
 from pydetectron.structures.boxes import clip_boxes, decode_boxes, nonempty_box_mask
+from pydetectron.structures.detections import Detections
 from pydetectron.structures.nms_variants import box_voting, soft_nms
-
-
-@dataclass
-class Detections:
-    """Detections of one image: boxes [D, 4], scores [D], classes [D] (1-based, 0 = bg)."""
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    classes: torch.Tensor
 
 
 @dataclass

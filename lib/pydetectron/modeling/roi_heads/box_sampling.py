@@ -18,12 +18,19 @@ from pydetectron.structures.boxes import box_iou, encode_boxes
 
 @dataclass
 class SampledRoIs:
-    """Sampled RoIs of a batch, concatenated over images."""
+    """Sampled RoIs of a batch, concatenated over images.
+
+    `candidates` are, per image, the boxes the sample was drawn from (proposals followed
+    by the non-crowd gt boxes); `head_map` is the box head's last map of the sampled RoIs
+    when a branch shares it (Detectron's v0upshare mask head).
+    """
 
     rois: torch.Tensor  # [R, 5] (batch index, x1, y1, x2, y2)
     labels: torch.Tensor  # [R] int64, 0 = background
     bbox_targets: torch.Tensor  # [R, 4] encoded deltas (zeros for background)
     matched_gt_index: torch.Tensor  # [R] index into the image's gt list (-1 for background)
+    candidates: list[torch.Tensor] | None = None
+    head_map: torch.Tensor | None = None
 
 
 def random_subset(mask: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -78,8 +85,9 @@ class FastRCNNSampler:
         gt_classes: torch.Tensor,
         gt_is_crowd: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample one image's RoIs: (boxes [R, 4], labels [R], targets [R, 4], gt index [R])."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample one image's RoIs: (boxes [R, 4], labels [R], targets [R, 4], gt index [R],
+        the candidate boxes the sample was drawn from)."""
         if gt_is_crowd is None:
             gt_is_crowd = torch.zeros(gt_boxes.shape[0], dtype=torch.bool, device=gt_boxes.device)
         gt_is_crowd = gt_is_crowd.bool()
@@ -112,7 +120,7 @@ class FastRCNNSampler:
             targets[: fg.numel()] = encode_boxes(
                 sampled[: fg.numel()], real_gt[matched], self.bbox_reg_weights, self.plus_one
             )
-        return sampled, labels, targets, gt_index
+        return sampled, labels, targets, gt_index, boxes
 
     def __call__(
         self,
@@ -140,4 +148,5 @@ class FastRCNNSampler:
             labels=torch.cat([s[1] for s in parts]),
             bbox_targets=torch.cat([s[2] for s in parts]),
             matched_gt_index=torch.cat([s[3] for s in parts]),
+            candidates=[s[4] for s in parts],
         )

@@ -6,7 +6,6 @@ With several levels (FPN) each RoI is pooled from the level its size maps to
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 
 from pydetectron import ops
 
+from ..levels import level_of_stride
 from .fpn_levels import map_rois_to_fpn_levels
 
 ROI_XFORM_METHODS = ("RoIAlign", "RoIPoolF", "RoICrop")
@@ -25,14 +25,14 @@ LEVEL_MAPPINGS = ("detectron", "torchvision")
 class RoIPooler(nn.Module):
     """Pool [R, C, S, S] features for RoIs [R, 5] (batch index, x1, y1, x2, y2).
 
-    `spatial_scales[i]` belongs to `features[i]` in forward; with several levels,
-    `levels[i]` names the FPN level of feature i (e.g. 2..5).
+    `strides[i]` is the stride of `features[i]` in forward; with several maps each has a
+    pyramid level (stride 2**level) and every RoI is pooled from the level its size maps to.
     """
 
     def __init__(
         self,
         output_size: int,
-        spatial_scales: Sequence[float],
+        strides: Sequence[int],
         method: str = "RoIAlign",
         sampling_ratio: int = 0,
         aligned: bool = False,
@@ -47,8 +47,9 @@ class RoIPooler(nn.Module):
         if level_mapping not in LEVEL_MAPPINGS:
             raise ValueError(f"level mapping must be one of {LEVEL_MAPPINGS}, got {level_mapping!r}")
         self.output_size = int(output_size)
-        self.spatial_scales = [float(s) for s in spatial_scales]
-        self.levels = [int(round(-math.log2(s))) for s in self.spatial_scales]
+        self.strides = [int(s) for s in strides]
+        self.spatial_scales = [1.0 / s for s in self.strides]
+        self.levels = [level_of_stride(s) for s in self.strides] if len(self.strides) > 1 else []
         self.method = method
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned

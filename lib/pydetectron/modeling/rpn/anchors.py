@@ -51,11 +51,17 @@ def torchvision_cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[flo
     return torch.round(torch.stack((-ws, -hs, ws, hs), dim=1) / 2)
 
 
-def grid_anchors(cell_anchors: torch.Tensor, height: int, width: int, stride: int) -> torch.Tensor:
-    """Tile [A, 4] cell anchors over an height x width map: [H * W * A, 4]."""
+def grid_anchors(
+    cell_anchors: torch.Tensor, height: int, width: int, stride: int | tuple[int, int]
+) -> torch.Tensor:
+    """Tile [A, 4] cell anchors over an height x width map: [H * W * A, 4].
+
+    `stride` is one number or (stride_y, stride_x).
+    """
     device, dtype = cell_anchors.device, cell_anchors.dtype
-    shift_x = torch.arange(width, device=device, dtype=dtype) * stride
-    shift_y = torch.arange(height, device=device, dtype=dtype) * stride
+    stride_y, stride_x = stride if isinstance(stride, tuple) else (stride, stride)
+    shift_x = torch.arange(width, device=device, dtype=dtype) * stride_x
+    shift_y = torch.arange(height, device=device, dtype=dtype) * stride_y
     sy, sx = torch.meshgrid(shift_y, shift_x, indexing="ij")
     shifts = torch.stack((sx, sy, sx, sy), dim=-1).reshape(-1, 1, 4)
     return (shifts + cell_anchors[None]).reshape(-1, 4)
@@ -65,7 +71,10 @@ class AnchorGenerator(nn.Module):
     """Anchors for a list of feature levels, cached per (level, size, device, dtype).
 
     `strides[i]`, `sizes[i]` describe level i; every level uses the same aspect ratios.
-    `convention` is 'detectron' (legacy generate_anchors) or 'torchvision'.
+    `convention` is 'detectron' (legacy generate_anchors, placed every `strides[i]` pixels)
+    or 'torchvision' (torchvision's cell anchors, placed every `padded image size // map
+    size` pixels per axis, as its AnchorGenerator does: that differs from `strides[i]` when
+    the padded size is not a multiple of the level's stride, e.g. P6 of an 800-pixel input).
     """
 
     def __init__(
@@ -97,17 +106,22 @@ class AnchorGenerator(nn.Module):
         feature_shapes: Sequence[tuple[int, int]],
         device: torch.device,
         dtype: torch.dtype = torch.float32,
+        image_size: tuple[int, int] | None = None,
     ) -> list[torch.Tensor]:
-        """Anchors [H_i * W_i * A_i, 4] for each level's (H_i, W_i)."""
+        """Anchors [H_i * W_i * A_i, 4] for each level's (H_i, W_i); `image_size` is the padded
+        input (H, W), which the torchvision convention derives its strides from."""
         if len(feature_shapes) != len(self.strides):
             raise ValueError(f"expected {len(self.strides)} feature levels, got {len(feature_shapes)}")
         out = []
         for level, (h, w) in enumerate(feature_shapes):
-            key = (level, int(h), int(w), str(device), dtype)
+            stride: int | tuple[int, int] = self.strides[level]
+            if self.convention == "torchvision" and image_size is not None:
+                stride = (int(image_size[0]) // int(h), int(image_size[1]) // int(w))
+            key = (level, int(h), int(w), stride, str(device), dtype)
             if key not in self._cache:
                 if len(self._cache) > 64:
                     self._cache.clear()
-                anchors = grid_anchors(self._cells[level], int(h), int(w), self.strides[level])
+                anchors = grid_anchors(self._cells[level], int(h), int(w), stride)
                 self._cache[key] = anchors.to(device=device, dtype=dtype)
             out.append(self._cache[key])
         return out

@@ -79,11 +79,13 @@ class RPN(nn.Module):
         gt_boxes: Sequence[torch.Tensor] | None = None,
         gt_is_crowd: Sequence[torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
+        image_size: tuple[int, int] | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, torch.Tensor]]:
         """(proposals [Ri, 4], objectness probabilities [Ri], losses) for each image.
 
         im_info [N, 3] holds (height, width, scale) of each image in network-input pixels;
-        gt_boxes (training) are [Gi, 4] in the same pixels; `generator` seeds anchor sampling.
+        gt_boxes (training) are [Gi, 4] in the same pixels; `generator` seeds anchor sampling;
+        `image_size` is the padded batch's (H, W) (used by the torchvision anchor convention).
         Losses are loss_rpn_cls and loss_rpn_bbox in training, empty in eval.
         """
         if isinstance(features, torch.Tensor):
@@ -96,7 +98,9 @@ class RPN(nn.Module):
         check_im_info(im_info, features[0].shape[0])
         cls_logits, bbox_deltas = self.head(features)
         anchor_dtype = torch.promote_types(features[0].dtype, torch.float32)
-        anchors = self.anchor_generator([f.shape[-2:] for f in features], features[0].device, anchor_dtype)
+        anchors = self.anchor_generator(
+            [f.shape[-2:] for f in features], features[0].device, anchor_dtype, image_size=image_size
+        )
 
         proposals: list[torch.Tensor] = []
         scores: list[torch.Tensor] = []
@@ -118,6 +122,15 @@ class RPN(nn.Module):
         """The head's blob names, under `head.`."""
         mapping, orphans = self.head.detectron_weight_mapping()
         return add_prefix(mapping, "head"), orphans
+
+    def torchvision_weight_mapping(self) -> dict[str, str]:
+        """Names in torchvision's RegionProposalNetwork (`head.conv.0.0`, `head.cls_logits`, ...)."""
+        mapping = {}
+        for tensor in ("weight", "bias"):
+            mapping[f"head.conv.{tensor}"] = f"head.conv.0.0.{tensor}"
+            mapping[f"head.cls_logits.{tensor}"] = f"head.cls_logits.{tensor}"
+            mapping[f"head.bbox_pred.{tensor}"] = f"head.bbox_pred.{tensor}"
+        return mapping
 
     @classmethod
     def from_cfg(cls, cfg: Any, in_channels: int, strides: Sequence[int]) -> RPN:

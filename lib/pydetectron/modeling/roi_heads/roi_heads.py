@@ -1,0 +1,71 @@
+"""The RoI heads: the box branch plus the branches that run on its RoIs (mask, keypoint, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from pydetectron.nn import WeightMapping, add_prefix
+from pydetectron.structures.detections import Detections
+from pydetectron.structures.ground_truth import GroundTruth
+
+from .box_branch import BoxBranch
+from .branch import ImageInfo, RoIBranch
+
+
+class RoIHeads(nn.Module):
+    """`box` branch and optional `branches` (name -> RoIBranch), run in order.
+
+    Training: the box branch samples RoIs and computes its losses; every other branch
+    computes its losses from that sample. Inference: the box branch detects; every other
+    branch adds its outputs (masks, keypoints, ...) to the detections.
+    """
+
+    def __init__(self, box: BoxBranch, branches: Mapping[str, RoIBranch] | None = None) -> None:
+        super().__init__()
+        self.box = box
+        self.branches = nn.ModuleDict(dict(branches or {}))
+
+    def forward(
+        self,
+        features: Mapping[str, torch.Tensor],
+        proposals: Sequence[torch.Tensor],
+        images: Sequence[ImageInfo],
+        targets: Sequence[GroundTruth] | None = None,
+    ) -> dict[str, torch.Tensor] | list[Detections]:
+        if self.training:
+            if targets is None:
+                raise ValueError("the RoI heads need targets in training mode")
+            losses, samples = self.box.losses(features, proposals, targets)
+            for branch in self.branches.values():
+                losses.update(branch.losses(features, samples, targets))
+            return losses
+        detections = self.box.detect(features, proposals, images)
+        self.predict_branches(features, detections, images)
+        return detections
+
+    def predict_branches(
+        self, features: Mapping[str, torch.Tensor], detections: Sequence[Detections], images: Sequence[ImageInfo]
+    ) -> None:
+        """Run every non-box branch on `detections` (whose `input_boxes` are set)."""
+        for branch in self.branches.values():
+            branch.predict(features, detections, images)
+
+    def detectron_weight_mapping(self) -> WeightMapping:
+        mapping, orphans = self.box.detectron_weight_mapping()
+        mapping = add_prefix(mapping, "box")
+        for name, branch in self.branches.items():
+            if hasattr(branch, "detectron_weight_mapping"):
+                branch_mapping, branch_orphans = branch.detectron_weight_mapping()
+                mapping |= add_prefix(branch_mapping, f"branches.{name}")
+                orphans = orphans + branch_orphans
+        return mapping, orphans
+
+    def torchvision_weight_mapping(self) -> dict[str, str]:
+        mapping = add_prefix(self.box.torchvision_weight_mapping(), "box")
+        for name, branch in self.branches.items():
+            if hasattr(branch, "torchvision_weight_mapping"):
+                mapping |= add_prefix(branch.torchvision_weight_mapping(), f"branches.{name}")
+        return mapping
