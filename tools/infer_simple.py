@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cfg", dest="cfg_file", help="config YAML (default: the one stored in --load_ckpt)")
     parser.add_argument("--load_ckpt", help="our checkpoint / state dict, or a torchvision detection state dict")
-    parser.add_argument("--load_detectron", help="Detectron .pkl weights (where the weight loader supports them)")
+    parser.add_argument("--load_detectron", help="Detectron .pkl weights file (model zoo or converted)")
     parser.add_argument(
         "--dataset",
         help="names the classes (and, for a short name like coco2017, sets MODEL.NUM_CLASSES); "

@@ -58,6 +58,7 @@ from pydetectron.evaluation import (
 from pydetectron.evaluation.coco_eval import write_json
 from pydetectron.evaluation.detection_store import weights_identity
 from pydetectron.utils.vis import vis_one_image
+from pydetectron.weights import resolve_weights
 
 logger = logging.getLogger("test_net")
 
@@ -78,7 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="config overrides, e.g. --set TEST.SCALE 800 TEST.BBOX_AUG.ENABLED True",
     )  # fmt: skip
     parser.add_argument("--load_ckpt", help="our checkpoint / state dict, or a torchvision detection state dict")
-    parser.add_argument("--load_detectron", help="Detectron .pkl weights (where the weight loader supports them)")
+    parser.add_argument("--load_detectron", help="Detectron .pkl weights file (model zoo or converted)")
     parser.add_argument("--output_dir", help="default: <checkpoint folder>/../test, else OUTPUT_DIR/test")
     parser.add_argument("--range", nargs=2, type=int, metavar=("START", "END"), help="only these roidb entries")
     parser.add_argument(
@@ -141,7 +142,8 @@ def setup_cfg(args, checkpoint: dict | None) -> None:
 
 
 def weights_path(args) -> str | None:
-    return args.load_ckpt or args.load_detectron or (cfg.TEST.WEIGHTS or None)
+    """The weights file: a flag's, else TEST.WEIGHTS (a URL is resolved to its cached download)."""
+    return args.load_ckpt or args.load_detectron or (resolve_weights(cfg.TEST.WEIGHTS) if cfg.TEST.WEIGHTS else None)
 
 
 def default_output_dir(args) -> str:

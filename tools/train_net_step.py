@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import logging
-import os
 import signal
 import socket
 import sys
@@ -59,7 +58,7 @@ from pydetectron.parallel import (
 )
 from pydetectron.utils.env import collect_env_info
 from pydetectron.utils.logging import setup_logging
-from pydetectron.weights import load_weights
+from pydetectron.weights import WeightsError, load_initial_weights
 
 logger = logging.getLogger("pydetectron.train_net_step")
 
@@ -212,41 +211,13 @@ def write_run_files(output_dir: Path, args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------------ weights
 def initialise_weights(model: torch.nn.Module, args: argparse.Namespace, resuming: bool) -> None:
-    """Weights to start from: --load_ckpt / --load_detectron / TRAIN.WEIGHTS / ImageNet body."""
+    """Weights to start from: --load_ckpt / --load_detectron / the config's (see load_initial_weights)."""
     if resuming:
         return  # the trainer loads everything from the checkpoint
-    if args.load_ckpt:
-        logger.info("Loading weights from %s", args.load_ckpt)
-        load_weights(model, args.load_ckpt, cfg)
-    if args.load_detectron:
-        logger.info("Loading Detectron weights from %s", args.load_detectron)
-        try:
-            load_weights(model, args.load_detectron, cfg)
-        except (ValueError, KeyError, OSError) as error:
-            note = ""
-            if "not supported" in str(error):
-                note = (
-                    " Detectron .pkl files load once the Detectron weight loader is available; until then "
-                    "use --load_ckpt with a PyTorch checkpoint."
-                )
-            raise SystemExit(f"--load_detectron: {error}.{note}") from error
-    if args.load_ckpt or args.load_detectron:
-        return
-    weights = str(cfg.TRAIN.WEIGHTS)
-    if weights and os.path.isfile(weights):
-        logger.info("Loading TRAIN.WEIGHTS %s", weights)
-        load_weights(model, weights, cfg)
-        return
-    if cfg.MODEL.LOAD_IMAGENET_PRETRAINED_WEIGHTS:
-        path = str(cfg.RESNETS.IMAGENET_PRETRAINED_WEIGHTS)
-        path = path if os.path.isabs(path) else os.path.join(cfg.ROOT_DIR, path)
-        logger.info("Loading ImageNet weights %s", path)
-        load_weights(model, path, cfg)
-        return
-    if weights:
-        logger.warning("TRAIN.WEIGHTS %s is not a local file: it is not downloaded; training from scratch", weights)
-    else:
-        logger.info("No initial weights given: training from random initialisation")
+    try:
+        load_initial_weights(model, cfg, load_ckpt=args.load_ckpt, load_detectron=args.load_detectron)
+    except WeightsError as error:
+        raise SystemExit(str(error)) from None
 
 
 # ------------------------------------------------------------------------------ main
@@ -291,9 +262,7 @@ def train(args: argparse.Namespace, device: torch.device, dist_info: Distributed
     solver = SolverSettings.from_cfg(cfg)
     optimizer = build_optimizer(model, solver, schedule(args.start_step))
     amp = MixedPrecision(str(cfg.TRAIN.AMP), device)
-    loader = build_train_loader(
-        cfg, rank=dist_info.rank, world_size=dist_info.world_size, roidb=roidb
-    )
+    loader = build_train_loader(cfg, rank=dist_info.rank, world_size=dist_info.world_size, roidb=roidb)
 
     input_device: torch.device | None = device
     if dist_info.distributed:
