@@ -111,9 +111,8 @@ def test_r50_fpn_keypoint_rcnn(tmp_path):
 
 def test_mask_prefixed_blobs_load_from_unprefixed_ones(tmp_path):
     """A v0up mask head's own res5 (`_[mask]_res5*`) starts from the file's `res5*` (Detectron's rule)."""
-    cfg = config_tree(
-        "baselines/e2e_mask_rcnn_R-50-C4_1x.yaml", SMALL_TEST + ["MRCNN.ROI_MASK_HEAD", "mask_rcnn_heads.mask_rcnn_fcn_head_v0up"]
-    )
+    v0up = ["MRCNN.ROI_MASK_HEAD", "mask_rcnn_heads.mask_rcnn_fcn_head_v0up"]
+    cfg = config_tree("baselines/e2e_mask_rcnn_R-50-C4_1x.yaml", SMALL_TEST + v0up)
     model = build(cfg, seed=5)
     names = declared_blobs(model)
     assert "_[mask]_res5_0_branch2a_w" in names.values()
