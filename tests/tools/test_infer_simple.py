@@ -145,3 +145,24 @@ def test_bad_arguments_and_all_failed(tool, ckpt, tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(tool, "Predictor", KnownPredictor)
     assert tool.main(["--load_ckpt", str(ckpt), "--images", str(tmp_path / "x.png"), "--output_dir",
                       str(tmp_path / "out"), "--no_cuda"]) == 1  # fmt: skip
+
+
+def test_real_mask_model_draws_its_masks(tool, tmp_path):
+    """A random tiny Mask R-CNN checkpoint: the picture is tinted inside the predicted masks."""
+    sys.path.insert(0, str(REPO / "tests" / "tools"))
+    from test_test_net_masks_keypoints import MASK
+
+    from pydetectron import Predictor
+
+    cfg = tiny_cfg(None, MASK + ["TEST.SCORE_THRESH", "0.0", "TEST.DETECTIONS_PER_IM", "3"])
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "mask.pth", build_model(cfg), cfg)
+    inputs = write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    assert tool.main(["--load_ckpt", str(ckpt), "--images", str(tmp_path / "in" / "plain.png"), "--output_dir",
+                      str(out), "--thresh", "0.0", "--no_cuda"]) == 0  # fmt: skip
+    prediction = Predictor(cfg, str(ckpt), device="cpu")(inputs["plain"])
+    assert prediction.masks is not None and prediction.masks.any()
+    picture = cv2.imread(str(out / "plain.png"))
+    inside = prediction.masks.any(axis=0)
+    assert changed(picture, inputs["plain"])[inside].mean() > 0.9
