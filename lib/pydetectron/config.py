@@ -220,13 +220,13 @@ def _model_defaults() -> AttrDict:
 
 def _retinanet_defaults() -> AttrDict:
     r = AttrDict()
-    r.RETINANET_ON = False
+    r.RETINANET_ON = False  # build a RetinaNet (as MODEL.TYPE: retinanet does)
     r.ASPECT_RATIOS = (0.5, 1.0, 2.0)
     r.SCALES_PER_OCTAVE = 3
     r.ANCHOR_SCALE = 4  # anchor size = ANCHOR_SCALE * level stride (times the octave scale)
     r.NUM_CONVS = 4  # convs in the class and box towers (before the logits conv)
     r.BBOX_REG_WEIGHT = 1.0
-    r.BBOX_REG_BETA = 0.11  # smooth-L1 beta
+    r.BBOX_REG_BETA = 0.11  # smooth-L1 beta (0: L1)
     r.PRE_NMS_TOP_N = 1000  # per level, at inference
     r.POSITIVE_OVERLAP = 0.5
     r.NEGATIVE_OVERLAP = 0.4
@@ -237,6 +237,21 @@ def _retinanet_defaults() -> AttrDict:
     r.CLASS_SPECIFIC_BBOX = False
     r.SOFTMAX = False
     r.INFERENCE_TH = 0.05  # score threshold at inference
+    # [pydetectron] score threshold on the coarsest level (Detectron: 0, so every image has
+    # candidates; torchvision: the same as INFERENCE_TH)
+    r.COARSEST_INFERENCE_TH = 0.0
+    # [pydetectron] anchors: 'detectron' (generate_anchors, octave-major cells) or 'torchvision'
+    # (its cell rounding and aspect-major order, octave sizes truncated to integers)
+    r.ANCHOR_CONVENTION = "detectron"
+    # [pydetectron] a gt box's best anchors are foreground 'unless_background' (IoU below
+    # NEGATIVE_OVERLAP: Detectron), 'always' (torchvision) or not at all ('none')
+    r.LOW_QUALITY_MATCHES = "unless_background"
+    # [pydetectron] losses / (sum over images of foreground + 1) ('batch_fg_plus_one', Detectron),
+    # or per image / max(1, foreground), averaged over images ('per_image_fg', torchvision)
+    r.LOSS_NORMALIZATION = "batch_fg_plus_one"
+    # [pydetectron] the sigmoid classifier also has a logit for class 0, always a negative and never
+    # reported (torchvision predicts NUM_CLASSES logits; Detectron NUM_CLASSES - 1)
+    r.BACKGROUND_LOGIT = False
     return r
 
 
@@ -314,6 +329,7 @@ def _fpn_defaults() -> AttrDict:
     f.RPN_ANCHOR_START_SIZE = 32  # anchor size at RPN_MIN_LEVEL, doubling per level
     f.RPN_COLLECT_SCALE = 1  # [inferred by the trainer] scales RPN_POST_NMS_TOP_N
     f.EXTRA_CONV_LEVELS = False  # RetinaNet's extra levels
+    f.EXTRA_CONV_LEVELS_INPUT = "backbone"  # [pydetectron] the first reads C5 ('backbone', Detectron) or P5 ('pyramid')
     f.USE_GN = False  # GroupNorm in the FPN layers
     return f
 
@@ -776,14 +792,17 @@ def assert_and_infer_cfg(make_immutable: bool = True, target: AttrDict | None = 
     """Fill in the inferred keys, check the values, then freeze `target` (default: `cfg`).
 
     Call it once every merge is done. Inferences (Detectron's and Detectron.pytorch's):
-    MODEL.RPN_ONLY or MODEL.FASTER_RCNN -> RPN.RPN_ON; an RPN or RetinaNet -> no
-    TEST.PRECOMPUTED_PROPOSALS; a res5-sharing mask/keypoint head -> MODEL.SHARE_RES5.
+    MODEL.TYPE retinanet -> RETINANET.RETINANET_ON; MODEL.RPN_ONLY or MODEL.FASTER_RCNN ->
+    RPN.RPN_ON; an RPN or RetinaNet -> no TEST.PRECOMPUTED_PROPOSALS; a res5-sharing
+    mask/keypoint head -> MODEL.SHARE_RES5.
     Calling it again on a frozen config is allowed and leaves it frozen.
     """
     c = _target(target)
     was_frozen = c.is_immutable()
     c.immutable(False)
     try:
+        if c.MODEL.TYPE == "retinanet":
+            c.RETINANET.RETINANET_ON = True
         if c.MODEL.RPN_ONLY or c.MODEL.FASTER_RCNN:
             c.RPN.RPN_ON = True
         if c.RPN.RPN_ON or c.RETINANET.RETINANET_ON:
@@ -809,6 +828,10 @@ _CHOICES = {
     "FAST_RCNN.ROI_XFORM_METHOD": ("RoIPoolF", "RoIAlign", "RoICrop"),
     "INPUT_RESIZE": ("detectron", "torchvision"),
     "KRCNN.UPSAMPLE_MODE": ("deconv", "interpolate"),
+    "FPN.EXTRA_CONV_LEVELS_INPUT": ("backbone", "pyramid"),
+    "RETINANET.ANCHOR_CONVENTION": ("detectron", "torchvision"),
+    "RETINANET.LOW_QUALITY_MATCHES": ("unless_background", "always", "none"),
+    "RETINANET.LOSS_NORMALIZATION": ("batch_fg_plus_one", "per_image_fg"),
 }
 
 

@@ -4,7 +4,8 @@ The body says which maps it returns (`output_shape()`); the builder picks the ma
 RPN and the RoI heads read by pyramid level (FPN.RPN_*_LEVEL, FPN.ROI_*_LEVEL) or, for
 single-scale models, the body's one map. RoI branches are found in `ROI_BRANCHES`:
 'mask' with MODEL.MASK_ON, 'keypoint' with MODEL.KEYPOINTS_ON, and every name in
-MODEL.EXTRA_ROI_BRANCHES.
+MODEL.EXTRA_ROI_BRANCHES. MODEL.TYPE retinanet (or RETINANET.RETINANET_ON) builds a
+`RetinaNet` on the body instead.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from torch import nn
 from .generalized_rcnn import GeneralizedRCNN
 from .levels import ShapeSpec, features_in_levels, finest_first
 from .registry import BODIES
+from .retinanet import RetinaNet
 from .roi_heads.box_branch import BoxBranch
 from .roi_heads.branch import ROI_BRANCHES
 from .roi_heads.roi_heads import RoIHeads
 from .rpn.rpn import RPN
 
-SUPPORTED_MODEL_TYPES = ("generalized_rcnn",)
+SUPPORTED_MODEL_TYPES = ("generalized_rcnn", "retinanet")
 
 
 def _single_map(shapes: Mapping[str, ShapeSpec], who: str) -> list[str]:
@@ -65,8 +67,21 @@ def build_roi_heads(cfg, shapes: Mapping[str, ShapeSpec]) -> RoIHeads:
     return RoIHeads(box, branches)
 
 
+def is_retinanet(cfg) -> bool:
+    """MODEL.TYPE retinanet or RETINANET.RETINANET_ON (Detectron sets both); another type conflicts."""
+    if cfg.MODEL.TYPE != "retinanet" and not cfg.RETINANET.RETINANET_ON:
+        return False
+    if cfg.MODEL.TYPE not in ("retinanet", ""):
+        raise ValueError(
+            f"RETINANET.RETINANET_ON is True but MODEL.TYPE is {cfg.MODEL.TYPE!r}; set MODEL.TYPE: retinanet"
+        )
+    return True
+
+
 def build_model(cfg) -> nn.Module:
     """Build the model of `cfg` (MODEL.TYPE, MODEL.CONV_BODY, RPN/FPN keys, the RoI branches)."""
+    if is_retinanet(cfg):
+        return RetinaNet.from_cfg(cfg, BODIES.get(cfg.MODEL.CONV_BODY)(cfg))
     if cfg.MODEL.TYPE not in SUPPORTED_MODEL_TYPES:
         raise ValueError(f"MODEL.TYPE {cfg.MODEL.TYPE!r} is not supported; expected one of {SUPPORTED_MODEL_TYPES}")
     if not (cfg.MODEL.FASTER_RCNN or cfg.MODEL.RPN_ONLY):
@@ -88,4 +103,12 @@ def build_model(cfg) -> nn.Module:
     return GeneralizedRCNN(body, rpn, rpn_features, build_roi_heads(cfg, shapes))
 
 
-__all__ = ["build_model", "build_roi_heads", "finest_first", "roi_branch_names", "roi_in_features", "rpn_in_features"]
+__all__ = [
+    "build_model",
+    "build_roi_heads",
+    "finest_first",
+    "is_retinanet",
+    "roi_branch_names",
+    "roi_in_features",
+    "rpn_in_features",
+]

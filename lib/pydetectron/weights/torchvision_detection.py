@@ -1,4 +1,4 @@
-"""torchvision detection checkpoints (faster/mask/keypoint R-CNN) -> our Generalized R-CNN.
+"""torchvision detection checkpoints (faster/mask/keypoint R-CNN, RetinaNet) -> our models.
 
 The model's modules say which torchvision names their weights have
 (`torchvision_weight_mapping()`, composed from the body, RPN and RoI branches); this module
@@ -10,14 +10,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# torchvision renamed the RPN head's conv when it became a Conv2dNormActivation (v2 models).
+# torchvision renamed the RPN head's conv, and the RetinaNet head's towers (`conv.0`, `conv.2`,
+# ... -> `conv.0.0`, `conv.1.0`, ...), when they became Conv2dNormActivation (v2 models).
 _OLD_NAMES = {"rpn.head.conv.0.0.weight": "rpn.head.conv.weight", "rpn.head.conv.0.0.bias": "rpn.head.conv.bias"}
+_OLD_NAMES |= {
+    f"head.{branch}.conv.{i}.0.{tensor}": f"head.{branch}.conv.{2 * i}.{tensor}"
+    for branch in ("classification_head", "regression_head")
+    for i in range(4)
+    for tensor in ("weight", "bias")
+}
+
+# Head prefixes of torchvision's detection models: *rcnn (RPN) and RetinaNet.
+_HEAD_PREFIXES = ("rpn.head.", "head.classification_head.")
 
 
 def looks_like_torchvision_detection(state_dict: dict) -> bool:
-    """True for a torchvision *rcnn state dict (backbone.body.*, rpn.head.*, roi_heads.*)."""
-    keys = list(state_dict)
-    return any(k.startswith("backbone.body.") for k in keys) and any(k.startswith("rpn.head.") for k in keys)
+    """True for a torchvision *rcnn (backbone.body.*, rpn.head.*, roi_heads.*) or RetinaNet
+    (backbone.body.*, head.classification_head.*, head.regression_head.*) state dict."""
+    keys = [k for k in state_dict if isinstance(k, str)]
+    return any(k.startswith("backbone.body.") for k in keys) and any(k.startswith(_HEAD_PREFIXES) for k in keys)
 
 
 def convert_torchvision_detection(

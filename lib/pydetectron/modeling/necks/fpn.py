@@ -8,9 +8,10 @@ outputs are P_first..P_max, finest first, all with ``dim`` channels:
   2x nearest-neighbour upsampling of the level above;
 - each of those sums gets a 3x3 output conv (``fpn_<blob>``);
 - above the top backbone level: with ``extra_conv_levels`` (RetinaNet) 3x3 stride-2 convs
-  ``fpn_6``, ``fpn_7``, ... (the first on C_top, the next ones on ReLU of the previous
-  level); without, and ``max_level == top + 1``, P6 is P5 subsampled by a max-pool with
-  kernel 1 and stride 2 (the FPN paper's P6).
+  ``fpn_6``, ``fpn_7``, ... (the first on C_top as Detectron does, or on P_top with
+  ``extra_conv_input='pyramid'`` as torchvision's retinanet_resnet50_fpn does; the next
+  ones on ReLU of the previous level); without, and ``max_level == top + 1``, P6 is P5
+  subsampled by a max-pool with kernel 1 and stride 2 (the FPN paper's P6).
 
 With ``use_gn`` the 1x1 and 3x3 convs lose their bias and get a GroupNorm each
 (``..._gn_s/_b``); the extra conv levels stay plain convs, as in Detectron. The
@@ -33,6 +34,9 @@ from ...nn import (
     group_norm,
     xavier_fill_,
 )
+
+# What the first extra conv level reads: the top backbone map (C5) or the top pyramid map (P5).
+EXTRA_CONV_INPUTS = ("backbone", "pyramid")
 
 
 class FPNConv(nn.Module):
@@ -86,6 +90,8 @@ class FPN(nn.Module):
             without ``extra_conv_levels`` adds the max-pool P6; more needs
             ``extra_conv_levels``.
         extra_conv_levels: RetinaNet's stride-2 conv levels above the backbone.
+        extra_conv_input: what the first extra conv reads: 'backbone' (C_top, Detectron) or
+            'pyramid' (P_top, torchvision's v1 RetinaNet).
         zero_init_lateral: lateral 1x1 convs start at zero (FPN.ZERO_INIT_LATERAL).
         use_gn: GroupNorm after the 1x1 and 3x3 convs (FPN.USE_GN), with ``gn``.
         in_blob_names: Detectron names of the input maps (e.g. 'res4_5_sum'), used by
@@ -102,6 +108,7 @@ class FPN(nn.Module):
         first_level: int = 2,
         max_level: int | None = None,
         extra_conv_levels: bool = False,
+        extra_conv_input: str = "backbone",
         zero_init_lateral: bool = False,
         use_gn: bool = False,
         gn: GroupNormSettings = DEFAULT_GN,
@@ -124,6 +131,8 @@ class FPN(nn.Module):
                 f"without them only level {top_level + 1} (max-pool P6) can be added above "
                 f"the backbone's {top_level}"
             )
+        if extra_conv_input not in EXTRA_CONV_INPUTS:
+            raise ValueError(f"FPN: extra_conv_input must be one of {EXTRA_CONV_INPUTS}, got {extra_conv_input!r}")
         if in_blob_names is None:
             in_blob_names = [f"c{level}" for level in range(first_level, top_level + 1)]
         if len(in_blob_names) != len(in_channels_list):
@@ -135,6 +144,7 @@ class FPN(nn.Module):
         self.top_level = top_level
         self.max_level = max_level
         self.use_max_pool_p6 = not extra_conv_levels and max_level == top_level + 1
+        self.extra_conv_input = extra_conv_input
         self.levels = list(range(first_level, max_level + 1))
         self.num_outputs = len(self.levels)
 
@@ -153,8 +163,9 @@ class FPN(nn.Module):
         )
         self.output_convs = nn.ModuleList(FPNConv(dim, dim, 3, use_gn=use_gn, gn=gn) for _ in in_channels_list)
         num_extra = max_level - top_level if extra_conv_levels else 0
+        first_extra_in = in_channels_list[-1] if extra_conv_input == "backbone" else dim
         self.extra_convs = nn.ModuleList(
-            FPNConv(in_channels_list[-1] if i == 0 else dim, dim, 3, stride=2) for i in range(num_extra)
+            FPNConv(first_extra_in if i == 0 else dim, dim, 3, stride=2) for i in range(num_extra)
         )
 
     def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -175,7 +186,7 @@ class FPN(nn.Module):
             outputs.insert(0, self.output_convs[i](inner))
         if self.use_max_pool_p6:
             outputs.append(F.max_pool2d(outputs[-1], kernel_size=1, stride=2, padding=0))
-        x = features[-1]
+        x = features[-1] if self.extra_conv_input == "backbone" else outputs[len(features) - 1]
         for i, conv in enumerate(self.extra_convs):
             x = conv(F.relu(x) if i > 0 else x)
             outputs.append(x)
@@ -198,11 +209,15 @@ class FPN(nn.Module):
         return mapping, []
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
-        """Names of a ``torchvision.ops.FeaturePyramidNetwork`` state dict (no GN) for ours."""
+        """Names of a ``torchvision.ops.FeaturePyramidNetwork`` state dict (no GN) for ours; the
+        extra conv levels are its ``LastLevelP6P7`` block (``extra_blocks.p6``, ``.p7``)."""
         mapping = {}
         for i in range(len(self.inner_convs)):
             for ours, theirs in (("inner_convs", "inner_blocks"), ("output_convs", "layer_blocks")):
                 mapping[f"{ours}.{i}.conv.weight"] = f"{theirs}.{i}.0.weight"
                 mapping[f"{ours}.{i}.conv.bias"] = f"{theirs}.{i}.0.bias"
+        for i in range(len(self.extra_convs)):
+            for tensor in ("weight", "bias"):
+                mapping[f"extra_convs.{i}.conv.{tensor}"] = f"extra_blocks.p{self.top_level + 1 + i}.{tensor}"
         own = set(self.state_dict())
         return {ours: theirs for ours, theirs in mapping.items() if ours in own}

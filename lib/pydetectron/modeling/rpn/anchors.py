@@ -3,7 +3,8 @@
 Cell anchors are the A boxes placed at one feature-map location; `grid_anchors` tiles
 them over an H x W map with the level's stride. Order is location-major, then anchor
 (aspect ratio major, size minor), which is the order both Detectron and torchvision use
-for the RPN outputs.
+for the RPN outputs and torchvision for RetinaNet; Detectron's RetinaNet orders a cell's
+anchors size (octave) major, aspect ratio minor (`cell_order='size_major'`).
 """
 
 from __future__ import annotations
@@ -66,11 +67,15 @@ def grid_anchors(
     shifts = torch.stack((sx, sy, sx, sy), dim=-1).reshape(-1, 1, 4)
     return (shifts + cell_anchors[None]).reshape(-1, 4)
 
+CELL_ORDERS = ("ratio_major", "size_major")
+
 
 class AnchorGenerator(nn.Module):
     """Anchors for a list of feature levels, cached per (level, size, device, dtype).
 
     `strides[i]`, `sizes[i]` describe level i; every level uses the same aspect ratios.
+    `cell_order` is 'ratio_major' (a cell's anchors by aspect ratio, then size) or
+    'size_major' (by size, then aspect ratio: Detectron's RetinaNet).
     `convention` is 'detectron' (legacy generate_anchors, placed every `strides[i]` pixels)
     or 'torchvision' (torchvision's cell anchors, placed every `padded image size // map
     size` pixels per axis, as its AnchorGenerator does: that differs from `strides[i]` when
@@ -83,18 +88,25 @@ class AnchorGenerator(nn.Module):
         sizes: Sequence[Sequence[float]],
         aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
         convention: str = "detectron",
+        cell_order: str = "ratio_major",
     ) -> None:
         super().__init__()
         if len(strides) != len(sizes):
             raise ValueError(f"strides ({len(strides)}) and sizes ({len(sizes)}) must have one entry per level")
         if convention not in ("detectron", "torchvision"):
             raise ValueError(f"convention must be 'detectron' or 'torchvision', got {convention!r}")
+        if cell_order not in CELL_ORDERS:
+            raise ValueError(f"cell_order must be one of {CELL_ORDERS}, got {cell_order!r}")
         self.strides = [int(s) for s in strides]
         self.convention = convention
+
+        def cell(stride: int, level_sizes: Sequence[float]) -> torch.Tensor:
+            if convention == "detectron":
+                return detectron_cell_anchors(stride, level_sizes, aspect_ratios)
+            return torchvision_cell_anchors(level_sizes, aspect_ratios)
+
         cells = [
-            detectron_cell_anchors(s, z, aspect_ratios)
-            if convention == "detectron"
-            else torchvision_cell_anchors(z, aspect_ratios)
+            cell(s, z) if cell_order == "ratio_major" else torch.cat([cell(s, (size,)) for size in z])
             for s, z in zip(self.strides, sizes)
         ]
         self.num_anchors = [c.shape[0] for c in cells]

@@ -1,0 +1,111 @@
+"""RetinaNet through the tools as they are: a short shapes training evaluated by tools/test_net.py
+(box AP > 0, the AP pycocotools computes from the result file), infer_simple.py drawing its
+detections, and train_net_step.py training it."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "evaluation"))
+sys.path.insert(0, str(REPO / "tests" / "tools"))
+from evaluation_fixtures import one_torch_thread, save_checkpoint, short_train  # noqa: E402
+from test_test_net_masks_keypoints import pycocotools_ap  # noqa: E402
+
+from pydetectron.config import assert_and_infer_cfg, get_cfg, merge_cfg_from_file, merge_cfg_from_list  # noqa: E402
+from pydetectron.data.shapes import write_shapes_dataset  # noqa: E402
+
+SHAPES_CONFIG = REPO / "configs" / "shapes" / "retinanet_R-50-FPN_shapes.yaml"
+# A thin R-50-FPN with GroupNorm on 128 px images: a CPU train step takes about a second.
+TINY = [
+    "RESNETS.NORM", "",
+    "RESNETS.TRANS_FUNC", "bottleneck_gn_transformation",
+    "RESNETS.STEM_FUNC", "basic_gn_stem",
+    "RESNETS.SHORTCUT_FUNC", "basic_gn_shortcut",
+    "RESNETS.WIDTH_PER_GROUP", "8",
+    "GROUP_NORM.NUM_GROUPS", "8",
+    "FPN.DIM", "64",
+    "RETINANET.NUM_CONVS", "2",
+    "TRAIN.SCALES", "(128,)",
+    "TRAIN.MAX_SIZE", "192",
+    "TEST.SCALE", "128",
+    "TEST.MAX_SIZE", "192",
+    "DATA_LOADER.NUM_THREADS", "0",
+]  # fmt: skip
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_retinanet_cfg(data_dir: Path):
+    cfg = get_cfg()
+    merge_cfg_from_file(SHAPES_CONFIG, target=cfg)
+    merge_cfg_from_list(TINY + ["DATA_DIR", str(data_dir)], target=cfg)
+    assert_and_infer_cfg(target=cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("data")
+    with one_torch_thread():
+        cfg = tiny_retinanet_cfg(data_dir)
+        model = short_train(cfg, steps=120, lr=0.01)
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "retinanet.pth", model, cfg)
+    return data_dir, ckpt
+
+
+@pytest.mark.slow
+def test_short_training_gives_positive_box_ap_through_test_net(trained, tmp_path):
+    data_dir, ckpt = trained
+    argv = ["--dataset", "shapes", "--load_ckpt", str(ckpt), "--output_dir", str(tmp_path), "--no_cuda",
+            "--nw", "0", "--data_dir", str(data_dir)]  # fmt: skip
+    with one_torch_thread():
+        assert load_tool("test_net").main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["shapes_val"]
+    assert set(metrics) == {"bbox"}
+    assert metrics["bbox"]["AP"] > 0.0
+    json_file = data_dir / "shapes" / "shapes_val" / "annotations.json"
+    result_file = tmp_path / "bbox_shapes_val_results.json"
+    assert metrics["bbox"]["AP"] == pytest.approx(pycocotools_ap(json_file, result_file, "bbox"))
+
+
+@pytest.mark.slow
+def test_infer_simple_draws_retinanet_detections(trained, tmp_path):
+    data_dir, ckpt = trained
+    image = sorted((data_dir / "shapes" / "shapes_val" / "images").iterdir())[0]
+    with one_torch_thread():
+        argv = ["--load_ckpt", str(ckpt), "--images", str(image), "--output_dir", str(tmp_path), "--thresh", "0.2",
+                "--output_ext", "jpg", "--no_cuda"]  # fmt: skip
+        assert load_tool("infer_simple").main(argv) == 0
+    (drawn,) = list(tmp_path.glob("*.jpg"))
+    picture, original = cv2.imread(str(drawn)), cv2.imread(str(image))
+    assert picture.shape == original.shape
+    assert (cv2.absdiff(picture, original) > 40).any()  # boxes and labels were drawn
+
+
+@pytest.mark.slow
+def test_train_net_step_trains_a_retinanet(tmp_path):
+    data_dir = tmp_path / "data"
+    write_shapes_dataset(data_dir / "shapes" / "shapes_train", 8, seed=0, min_side=96, max_side=128)
+    command = [
+        sys.executable, str(REPO / "tools" / "train_net_step.py"), "--dataset", "shapes", "--cfg", str(SHAPES_CONFIG),
+        "--no_cuda", "--bs", "2", "--nw", "0", "--disp_interval", "1", "--output_dir", str(tmp_path / "run"),
+        "--set", "DATA_DIR", str(data_dir), *TINY, "TRAIN.SCALES", "(96,)", "SOLVER.MAX_ITER", "6",
+        "SOLVER.STEPS", "[0, 4]", "SOLVER.WARM_UP_ITERS", "2", "TRAIN.SNAPSHOT_ITERS", "3",
+    ]  # fmt: skip
+    process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged] == list(range(6))
+    assert {"loss_retnet_cls", "loss_retnet_bbox", "retnet_fg_num"} <= set(logged[-1])
+    assert (tmp_path / "run" / "ckpt" / "model_step5.pth").is_file()
