@@ -125,3 +125,22 @@ def test_training_losses_match_torchvision():
     assert got["retnet_fg_num"] > 0
     torch.testing.assert_close(got["loss_retnet_cls"], expected["classification"], rtol=1e-5, atol=0)
     torch.testing.assert_close(got["loss_retnet_bbox"], expected["bbox_regression"], rtol=1e-5, atol=0)
+
+
+def test_torchvision_v1_head_names_load():
+    """Checkpoints saved before torchvision's Conv2dNormActivation heads name the tower convs
+    `conv.0`, `conv.2`, ... (torchvision converts them on load); they load the same tensors."""
+    state = randomised_torchvision(num_classes=7).state_dict()
+    old = {}
+    for name, value in state.items():
+        parts = name.split(".")
+        if parts[0] == "head" and parts[2] == "conv":
+            name = ".".join(parts[:3] + [str(2 * int(parts[3]))] + parts[5:])
+        old[name] = value
+    assert "head.classification_head.conv.6.weight" in old
+    ours = build_model(preset(["MODEL.NUM_CLASSES", "7"]))
+    report = load_weights(ours, old)
+    assert report.source_format == "torchvision detection" and report.missing == []
+    tower = ours.head.cls_tower[3].weight
+    assert torch.equal(tower, state["head.classification_head.conv.3.0.weight"])
+    assert torch.equal(ours.head.bbox_tower[1].bias, state["head.regression_head.conv.1.0.bias"])
