@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pydetectron.nn import WeightMapping, add_prefix
+from pydetectron.nn import WeightMapping, submodule_mappings, submodule_torchvision_mappings
 from pydetectron.structures.boxes import box_iou
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
@@ -185,10 +185,7 @@ class KeypointBranch(RoIBranch):
                 detections[index] = det.select(nms_oks(keypoints, det.boxes, self.nms_oks_thresh))
 
     def detectron_weight_mapping(self) -> WeightMapping:
-        head_mapping, head_orphans = self.head.detectron_weight_mapping()
-        out_mapping, out_orphans = self.outputs.detectron_weight_mapping()
-        return add_prefix(head_mapping, "head") | add_prefix(out_mapping, "outputs"), head_orphans + out_orphans
+        return submodule_mappings({"head": self.head, "outputs": self.outputs})
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
-        mapping = add_prefix(self.head.torchvision_weight_mapping(), "head")
-        return mapping | add_prefix(self.outputs.torchvision_weight_mapping(), "outputs")
+        return submodule_torchvision_mappings({"head": self.head, "outputs": self.outputs})

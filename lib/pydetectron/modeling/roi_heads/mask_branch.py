@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pydetectron import ops
-from pydetectron.nn import WeightMapping, add_prefix
+from pydetectron.nn import WeightMapping, submodule_mappings, submodule_torchvision_mappings
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 from pydetectron.structures.mask_paste import paste_masks
@@ -151,10 +151,7 @@ class MaskBranch(RoIBranch):
         return logits[torch.arange(logits.shape[0], device=logits.device), channel].float().sigmoid()
 
     def detectron_weight_mapping(self) -> WeightMapping:
-        head_mapping, head_orphans = self.head.detectron_weight_mapping()
-        out_mapping, out_orphans = self.outputs.detectron_weight_mapping()
-        return add_prefix(head_mapping, "head") | add_prefix(out_mapping, "outputs"), head_orphans + out_orphans
+        return submodule_mappings({"head": self.head, "outputs": self.outputs})
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
-        mapping = add_prefix(self.head.torchvision_weight_mapping(), "head")
-        return mapping | add_prefix(self.outputs.torchvision_weight_mapping(), "outputs")
+        return submodule_torchvision_mappings({"head": self.head, "outputs": self.outputs})
