@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from pydetectron.backbones.ported import ConvNeXt, SwinTransformer, VisionTransformer
+from pydetectron.backbones.ported import Cait, ConvNeXt, MlpMixer, SwinTransformer, VisionTransformer
 from pydetectron.engine.param_groups import layer_wise_lr_decay_param_groups, weight_decay_param_groups
 
 
@@ -122,6 +122,18 @@ def test_swin_layer_ids():
         "norm.weight": 6,
     }.items():
         assert table[name][2] == 0.5 ** (6 - layer), name
+
+
+def test_cait_and_mixer_layer_ids():
+    cait = Cait(img_size=32, embed_dim=16, depth=3, num_heads=2, depth_token_only=2)
+    assert cait.num_lr_layers == 6
+    ids = {n: cait.lr_layer_id(n) for n, _ in cait.named_parameters()}
+    assert ids["cls_token"] == ids["pos_embed"] == ids["patch_embed.proj.weight"] == 0
+    assert ids["blocks.2.attn.proj_l.weight"] == 3 and ids["blocks_token_only.1.attn.q.weight"] == 5
+    assert ids["norm.weight"] == 6
+    mixer = MlpMixer(img_size=32, embed_dim=16, num_blocks=2)
+    assert mixer.lr_layer_id("stem.proj.weight") == 0 and mixer.lr_layer_id("blocks.1.norm1.weight") == 2
+    assert mixer.lr_layer_id("norm.bias") == mixer.num_lr_layers == 3
 
 
 def _convnext_recipe_layer_id(name: str, num_max_layer: int) -> int:

@@ -9,6 +9,7 @@ from . import variants, vit_variants  # noqa: F401  (register the variants)
 from .cait import Cait
 from .checkpoint import LoadReport, PortedBackbone, read_weights_file
 from .convnext import ConvNeXt
+from .factory import PORTED_NAMES
 from .mixer import MlpMixer
 from .simple_fpn import SimpleFeaturePyramid
 from .swin import SwinTransformer
@@ -19,6 +20,7 @@ __all__ = [
     "ConvNeXt",
     "LoadReport",
     "MlpMixer",
+    "PORTED_NAMES",
     "PortedBackbone",
     "SimpleFeaturePyramid",
     "SwinTransformer",

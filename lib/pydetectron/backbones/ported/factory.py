@@ -20,10 +20,14 @@ def build_ported(
     return model
 
 
+PORTED_NAMES: list[str] = []  # every name registered here, in registration order
+
+
 def register_variants(cls: type[PortedBackbone], variants: dict[str, dict[str, Any]], family: str) -> None:
     """Register `name(pretrained=None, **kwargs)` for each name -> constructor defaults."""
     for name, defaults in variants.items():
         register_backbone(name)(_constructor(cls, name, defaults, family))
+        PORTED_NAMES.append(name)
 
 
 def _constructor(cls: type[PortedBackbone], name: str, defaults: dict[str, Any], family: str) -> Callable:

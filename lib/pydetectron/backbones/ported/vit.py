@@ -245,8 +245,8 @@ class VisionTransformer(PortedBackbone):
         for token in (self.cls_token, self.dist_token, self.reg_token):
             if token is not None:
                 nn.init.normal_(token, std=1e-6)
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Linear) and not name.startswith("attn_pool.q"):
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
