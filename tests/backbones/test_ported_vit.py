@@ -51,12 +51,12 @@ def test_native_size_matches_timm(family):
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         tokens, expected = reference.forward_intermediates(x, indices=indices)
-        assert_all_match(ours.intermediate_maps(x, indices), expected, "block maps")
-        assert_matches(ours.forward_features(x), tokens, "tokens")
-        assert_matches(ours.pooled_features(x), reference.forward_head(tokens, pre_logits=True), "pre-logits")
-        (last,) = ours.get_feature_maps(x)
-    assert_matches(last, expected[-1], "feature map")
-    assert last.shape == (2, ours.embed_dim, size // 16, size // 16)
+        maps = ours.intermediate_maps(x, indices)
+        ours_tokens = ours.forward_features(x)
+    assert_all_match(maps, expected, "block maps")
+    assert_matches(ours_tokens, tokens, "tokens")
+    assert_matches(ours.pool(ours_tokens), reference.forward_head(tokens, pre_logits=True), "pre-logits")
+    assert maps[-1].shape == (2, ours.embed_dim, size // 16, size // 16)
 
 
 def test_other_size_with_interpolated_position_embedding(family):

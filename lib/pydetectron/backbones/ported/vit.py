@@ -302,9 +302,12 @@ class VisionTransformer(PortedBackbone):
 
     def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
         """The pre-logits image embedding [B, C] of the classification model."""
+        return self.pool(self.forward_features(x))
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """`forward_features` tokens -> the pre-logits embedding (timm's `forward_head(pre_logits=True)`)."""
         if self.detection:
             raise RuntimeError("a ViTDet-form VisionTransformer (windows / relative positions) has no pooling head")
-        tokens = self.forward_features(x)
         if self.attn_pool is not None:
             return self.attn_pool(tokens[:, self.num_prefix_tokens :])
         if self.dist_token is not None:
