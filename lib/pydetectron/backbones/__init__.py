@@ -16,6 +16,8 @@ from .registry import BACKBONES, build_backbone, register_backbone
 # Families register their constructors on import.
 # --- toolbox families (Darknet, VoVNet, torchvision wrappers) ---
 # --- ported families (ViT, Mixer, CaiT, Swin, ConvNeXt) ---
+# isort: split
+from . import ported  # noqa: F401  (registers vit_*, deit*, siglip_*, mixer_*, cait_*, swin_*, convnext*)
 
 __all__ = ["BACKBONES", "FEATURE_STRIDES", "Backbone", "build_backbone", "list_backbones", "register_backbone"]
 
