@@ -103,6 +103,7 @@ def tiny_loader(data_dir, ims_per_batch: int = 2, rank: int = 0, world_size: int
 def train_tiny(data_dir, out_dir, ims_per_batch: int, steps: int, rank: int = 0, world_size: int = 1):
     """Train `TinyDetector` with SGD for `steps` steps on this rank's shard; returns (model, result)."""
     from pydetectron.engine.checkpoint import Checkpointer
+    from pydetectron.engine.hooks import default_hooks
     from pydetectron.engine.lr_schedule import LRSchedule
     from pydetectron.engine.optimizer import SolverSettings, build_optimizer
     from pydetectron.engine.rng import seed_everything
@@ -117,9 +118,9 @@ def train_tiny(data_dir, out_dir, ims_per_batch: int, steps: int, rank: int = 0,
     optimizer = build_optimizer(model, solver, schedule(0))
     loader = tiny_loader(data_dir, ims_per_batch, rank=rank, world_size=world_size)
     trainer = Trainer(
-        wrap_ddp(model, torch.device("cpu")), optimizer, schedule, loader,
-        TrainerOptions(max_iter=steps, snapshot_period=0, handle_signals=False),
-        solver=solver, device="cpu", checkpointer=Checkpointer(Path(out_dir) / "ckpt"), dist_info=info,
+        wrap_ddp(model, torch.device("cpu")), optimizer, schedule, loader, TrainerOptions(max_iter=steps),
+        solver=solver, device="cpu", dist_info=info,
+        hooks=default_hooks(checkpointer=Checkpointer(Path(out_dir) / "ckpt"), handle_signals=False),
         keep_history=True,
     )
     return model, trainer.train()

@@ -12,6 +12,7 @@ from engine_test_support import TinyDetector, tiny_loader, write_tiny_shapes
 from pydetectron.data.minibatch import SampleKey, collate_minibatch
 from pydetectron.engine.amp import MixedPrecision
 from pydetectron.engine.checkpoint import Checkpointer, load_checkpoint
+from pydetectron.engine.hooks import default_hooks
 from pydetectron.engine.losses import NonFiniteLossError
 from pydetectron.engine.lr_schedule import LRSchedule
 from pydetectron.engine.metrics import JSONLinesWriter, TrainingStats
@@ -41,13 +42,15 @@ def make_trainer(loader, out_dir=None, seed=0, iter_size=1, forward_fn=detection
     model = TinyDetector(random_ops=random_ops)
     solver = SolverSettings(weight_decay=1e-3)
     optimizer = build_optimizer(model, solver, schedule()(0))
+    hooks = default_hooks(
+        checkpointer=Checkpointer(out_dir / "ckpt") if out_dir is not None else None, snapshot_period=period,
+        stats=stats, handle_signals=handle_signals,
+    )
     return Trainer(
         model, optimizer, schedule(), loader,
-        TrainerOptions(max_iter=MAX_ITER, iter_size=iter_size, clip_grad_norm=clip, snapshot_period=period,
-                       handle_signals=handle_signals),
-        solver=solver, device="cpu", amp=MixedPrecision(amp, "cpu"),
-        checkpointer=Checkpointer(out_dir / "ckpt") if out_dir is not None else None,
-        stats=stats, forward_fn=forward_fn, keep_history=True,
+        TrainerOptions(max_iter=MAX_ITER, iter_size=iter_size, clip_grad_norm=clip),
+        solver=solver, device="cpu", amp=MixedPrecision(amp, "cpu"), forward_fn=forward_fn, hooks=hooks,
+        keep_history=True,
     )
 
 

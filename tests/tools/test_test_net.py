@@ -96,11 +96,20 @@ class OraclePredictor:
         return SimpleNamespace(boxes=boxes, scores=scores, classes=classes.astype(np.int64), masks=None, keypoints=None)
 
 
-def test_ground_truth_answers_score_ap_one(tool, data_dir, random_ckpt, tmp_path, monkeypatch, capsys):
+def test_ground_truth_answers_score_ap_one(tool, data_dir, random_ckpt, tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.setattr(tool, "Predictor", OraclePredictor)
-    assert run(tool, random_ckpt, data_dir, tmp_path, "--vis") == 0
+    with caplog.at_level("INFO"):
+        assert run(tool, random_ckpt, data_dir, tmp_path, "--vis") == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["shapes_val"]["bbox"]["AP"] == pytest.approx(1.0)
+    # the table says its unit, the one metrics.json stores
+    table = [r.getMessage() for r in caplog.records if r.name == "test_net"]
+    header = table.index("COCO metrics (fractions of 1, as stored in metrics.json):")
+    assert table[header + 1].split() == ["dataset", "task", "AP", "AP50", "AP75", "APs", "APm", "APl"]
+    row = table[header + 2].split()
+    assert row[:2] == ["shapes_val", "bbox"]
+    assert [float(v) for v in row[2:]] == pytest.approx([metrics["shapes_val"]["bbox"][k] for k in
+                                                         ("AP", "AP50", "AP75", "APs", "APm", "APl")], abs=5e-5)
     assert set(metrics["shapes_val"]["bbox"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000" in capsys.readouterr().out
     results = json.loads((tmp_path / "bbox_shapes_val_results.json").read_text())
@@ -189,8 +198,8 @@ def test_argument_errors_name_the_problem(tool, data_dir, random_ckpt, tmp_path,
     with pytest.raises(SystemExit):
         tool.main(["--dataset", "shapes", "--load_ckpt", str(tmp_path / "nothere.pth")])
     assert "nothere.pth" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="unknown dataset 'nope'"):
-        run(tool, random_ckpt, data_dir, tmp_path, "--dataset", "nope")
+    assert run(tool, random_ckpt, data_dir, tmp_path, "--dataset", "nope") == 2
+    assert "test_net.py: error: --dataset: unknown dataset 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tool.main(["--range", "5", "2", "--load_ckpt", str(random_ckpt)])
 
