@@ -27,11 +27,11 @@ from pydetectron.data.catalog import SHORT_NAMES
 from pydetectron.data.shapes import KEYPOINT_NAMES as SHAPES_KEYPOINT_NAMES
 from pydetectron.data.shapes import KEYPOINT_SKELETON as SHAPES_KEYPOINT_SKELETON
 from pydetectron.data.transforms import ImageReadError
-from pydetectron.engine.checkpoint import read_weights_file
 from pydetectron.engine.cli import ToolArgumentParser, UsageError, run_tool
 from pydetectron.engine.predictor import Predictor, load_image
-from pydetectron.engine.tool_config import tool_cfg
+from pydetectron.engine.tool_config import checkpoint_and_cfg
 from pydetectron.utils.class_names import COCO_KEYPOINT_NAMES, class_names_for_dataset
+from pydetectron.utils.logging import setup_logging
 from pydetectron.utils.pdf import PdfImageWriter
 from pydetectron.utils.vis import vis_one_image
 
@@ -86,17 +86,16 @@ def list_images(args) -> list[str]:
     return [os.path.join(args.image_dir, n) for n in names]
 
 
-def setup_cfg(args, checkpoint: dict | None) -> AttrDict:
-    """A fresh config: --cfg (or the checkpoint's own), --dataset's class count, then --set; frozen."""
+def setup_cfg(args) -> tuple[dict | None, AttrDict]:
+    """--load_ckpt and a fresh config: --cfg (or the checkpoint's own), --dataset's class count, --set; frozen."""
 
     def adjust(cfg: AttrDict) -> None:
         if args.dataset in SHORT_NAMES:
             cfg.MODEL.NUM_CLASSES = SHORT_NAMES[args.dataset].num_classes
 
-    hint = "give --cfg with the config the weights were trained with"
-    cfg = tool_cfg(args.cfg_file, checkpoint, args.set_cfgs, adjust, missing_cfg_hint=hint)
+    checkpoint, cfg = checkpoint_and_cfg(args.cfg_file, args.load_ckpt, args.set_cfgs, adjust)
     assert_and_infer_cfg(target=cfg)
-    return cfg
+    return checkpoint, cfg
 
 
 def labels(cfg: AttrDict, dataset: str | None) -> tuple[list[str], list[str] | None, list | None]:
@@ -142,9 +141,8 @@ def main(argv=None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    checkpoint = read_weights_file(args.load_ckpt) if args.load_ckpt else None
-    cfg = setup_cfg(args, checkpoint)
+    setup_logging()
+    checkpoint, cfg = setup_cfg(args)
     weights = checkpoint if checkpoint is not None else args.load_detectron
     if weights is None:
         logger.warning("No weights given (--load_ckpt): using the initial random weights")

@@ -38,10 +38,9 @@ from tqdm import tqdm
 from pydetectron.config import AttrDict, assert_and_infer_cfg
 from pydetectron.data import build_test_dataset, register_dataset_from_string
 from pydetectron.data.catalog import SHORT_NAMES, contains
-from pydetectron.engine.checkpoint import read_weights_file
 from pydetectron.engine.cli import ToolArgumentParser, UsageError, run_tool
 from pydetectron.engine.predictor import Predictor, resolve_device
-from pydetectron.engine.tool_config import tool_cfg
+from pydetectron.engine.tool_config import checkpoint_and_cfg
 from pydetectron.evaluation import (
     evaluate_dataset,
     find_ranges,
@@ -54,6 +53,7 @@ from pydetectron.evaluation import (
 )
 from pydetectron.evaluation.coco_eval import write_json
 from pydetectron.evaluation.detection_store import weights_identity
+from pydetectron.utils.logging import setup_logging
 from pydetectron.utils.vis import vis_one_image
 
 logger = logging.getLogger("test_net")
@@ -121,8 +121,8 @@ def apply_dataset(cfg: AttrDict, name: str) -> None:
         raise UsageError(f"--dataset: unknown dataset '{name}' (short names: {', '.join(sorted(SHORT_NAMES))})")
 
 
-def setup_cfg(args, checkpoint: dict | None) -> AttrDict:
-    """A fresh config: --cfg (or the checkpoint's own), --dataset, --data_dir, then --set; frozen."""
+def setup_cfg(args) -> tuple[dict | None, AttrDict]:
+    """--load_ckpt and a fresh config: --cfg (or the checkpoint's own), --dataset, --data_dir, then --set; frozen."""
 
     def adjust(cfg: AttrDict) -> None:
         if args.dataset:
@@ -130,13 +130,12 @@ def setup_cfg(args, checkpoint: dict | None) -> AttrDict:
         if args.data_dir:
             cfg.DATA_DIR = os.path.abspath(args.data_dir)
 
-    hint = "give --cfg with the config the weights were trained with"
-    cfg = tool_cfg(args.cfg_file, checkpoint, args.set_cfgs, adjust, missing_cfg_hint=hint)
+    checkpoint, cfg = checkpoint_and_cfg(args.cfg_file, args.load_ckpt, args.set_cfgs, adjust)
     if not cfg.TEST.DATASETS:
         raise UsageError("no dataset to test: give --dataset or set TEST.DATASETS")
     cfg.VIS = bool(args.vis or cfg.VIS)
     assert_and_infer_cfg(target=cfg)
-    return cfg
+    return checkpoint, cfg
 
 
 def weights_path(args, cfg: AttrDict) -> str | None:
@@ -332,9 +331,8 @@ def main(argv=None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    checkpoint = read_weights_file(args.load_ckpt) if args.load_ckpt else None
-    cfg = setup_cfg(args, checkpoint)
+    setup_logging()
+    checkpoint, cfg = setup_cfg(args)
     world = torchrun_world()
     device = pick_device(args, world)
     if world is not None:  # torchrun: every rank takes a shard, rank 0 merges and evaluates

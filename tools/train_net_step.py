@@ -107,8 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--cfg", dest="cfg_file", required=True, help="config file for training")
     parser.add_argument(
-        "--set", dest="set_cfgs", default=[], nargs="+", help="config keys to set: KEY VALUE [KEY VALUE ...]"
-    )
+        "--set", dest="set_cfgs", default=[], nargs="+", action="extend", metavar="KEY VALUE",
+        help="config keys to set: KEY VALUE [KEY VALUE ...] (may be given several times)",
+    )  # fmt: skip
     parser.add_argument("--data_dir", help="data root (default: $PYDETECTRON_DATA_DIR, else the checkout's data/)")
     parser.add_argument("--disp_interval", default=20, type=_at_least(1), help="log training info every N steps")
     parser.add_argument("--no_cuda", dest="cuda", action="store_false", help="train on the CPU")
@@ -460,20 +461,25 @@ def run_training(trainer: Trainer, start_step: int, output_dir: Path, args: argp
     except KeyboardInterrupt:
         logger.error("Interrupted. Last checkpoint: %s", _newest(output_dir, args) or "none")
         return 128 + signal.SIGINT
-    return report(result, output_dir, args)
+    return report(result, output_dir, args, trainer.dist.is_main)
 
 
 def _newest(output_dir: Path, args: argparse.Namespace) -> Path | None:
     return None if args.no_save else Checkpointer(output_dir / "ckpt").latest()
 
 
-def report(result: TrainResult, output_dir: Path, args: argparse.Namespace) -> int:
+def report(result: TrainResult, output_dir: Path, args: argparse.Namespace, is_main: bool) -> int:
     if result.checkpoint is not None:
         logger.info("Last checkpoint: %s", result.checkpoint)
     if result.stopped_by:
-        how = "nothing saved (--no_save)"
-        if result.checkpoint is not None:
+        if args.no_save:
+            how = "nothing saved (--no_save)"
+        elif not is_main:
+            how = "the main process saved the checkpoint"
+        elif result.checkpoint is not None:
             how = f"resume with: --resume --output_dir {output_dir}"
+        else:
+            how = "no step had finished: nothing to save"
         logger.warning("Stopped by %s after step %d; %s", result.stopped_by, result.last_step, how)
         return 128 + getattr(signal, result.stopped_by, signal.SIGTERM)
     logger.info("Training finished (last step %d)", result.last_step)

@@ -248,3 +248,36 @@ def test_sigterm_to_the_process_group_with_two_workers_saves_and_resumes_exactly
     final = load_checkpoint(output_dir / "ckpt" / "model_step23.pth")["model"]
     expected = load_checkpoint(reference_dir / "ckpt" / "model_step23.pth")["model"]
     assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
+def test_sigterm_to_a_torchrun_group_stops_every_rank_after_the_same_step(first_run, tmp_path):
+    """torchrun relays the group's SIGTERM to its children: they get it twice and must still save."""
+    data_dir, _, _ = first_run
+    output_dir = tmp_path / "run"
+    tool_args = command(data_dir, output_dir, "--nw", "1")[1:]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(free_port()), *tool_args]  # fmt: skip
+    log_path = tmp_path / "log.txt"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(launcher, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 600
+        while "step 2/24" not in log_path.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=600)
+    text = log_path.read_text()
+    steps = [int(step) for step in re.findall(r"Stopped by SIGTERM after step (\d+)", text)]
+    assert len(steps) == 2 and steps[0] == steps[1], text[-3000:]  # both ranks, the same step
+    assert "StopAborted" not in text and "DataLoader worker" not in text
+    checkpoint = load_checkpoint(Checkpointer(output_dir / "ckpt").latest())
+    assert checkpoint["step"] == steps[0] and checkpoint["world_size"] == 2 and len(checkpoint["rng_per_rank"]) == 2
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

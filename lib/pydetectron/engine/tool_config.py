@@ -22,7 +22,7 @@ from pydetectron.config import (
     merge_cfg_from_file,
     merge_cfg_from_list,
 )
-from pydetectron.engine.checkpoint import CheckpointError
+from pydetectron.engine.checkpoint import CheckpointError, read_weights_file
 
 # Paths and devices of the machine a checkpoint was made on.
 MACHINE_KEYS = ("DATA_DIR", "ROOT_DIR", "OUTPUT_DIR", "CUDA")
@@ -77,3 +77,16 @@ def cfg_from_checkpoint(
     cfg = tool_cfg(checkpoint=checkpoint, set_cfgs=pairs, missing_cfg_hint=hint)
     assert_and_infer_cfg(target=cfg)
     return cfg
+
+
+def checkpoint_and_cfg(
+    cfg_file: str | os.PathLike | None,
+    load_ckpt: str | os.PathLike | None,
+    set_cfgs: Sequence[Any] = (),
+    adjust: Callable[[AttrDict], None] | None = None,
+) -> tuple[dict | None, AttrDict]:
+    """The inference tools' start: `--load_ckpt` read (if given) and its config (or `--cfg`),
+    adjusted and `--set` applied; the config is not frozen yet."""
+    checkpoint = read_weights_file(load_ckpt) if load_ckpt else None
+    hint = "give --cfg with the config the weights were trained with"
+    return checkpoint, tool_cfg(cfg_file, checkpoint, set_cfgs, adjust, missing_cfg_hint=hint)
