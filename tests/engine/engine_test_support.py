@@ -95,6 +95,14 @@ def tiny_cfg(data_dir: str | os.PathLike, ims_per_batch: int = 2):
     return cfg
 
 
+def tiny_schedule(max_iter: int = 8):
+    """Warm-up over steps 0-2, decay by 10 at step 5: both happen across the trainer tests' resume points."""
+    from pydetectron.engine.lr_schedule import LRSchedule
+
+    return LRSchedule(base_lr=0.05, policy="steps_with_decay", steps=(0, 5), max_iter=max_iter, warm_up_iters=3,
+                      warm_up_factor=0.5)  # fmt: skip
+
+
 def tiny_loader(data_dir, ims_per_batch: int = 2, rank: int = 0, world_size: int = 1):
     cfg = tiny_cfg(data_dir, ims_per_batch)
     return build_train_loader(cfg, rank=rank, world_size=world_size, num_workers=0)

@@ -9,11 +9,10 @@ import signal
 import numpy as np
 import pytest
 import torch
-from engine_test_support import TinyDetector, tiny_loader, write_tiny_shapes
+from engine_test_support import TinyDetector, tiny_loader, tiny_schedule
 
 from pydetectron.engine.checkpoint import Checkpointer, atomic_write, load_checkpoint
 from pydetectron.engine.hooks import EMAHook, Hook, LRChangeLogger, default_hooks
-from pydetectron.engine.lr_schedule import LRSchedule
 from pydetectron.engine.metrics import JSONLinesWriter, TrainingStats
 from pydetectron.engine.optimizer import SolverSettings, build_optimizer
 from pydetectron.engine.rng import seed_everything
@@ -23,16 +22,8 @@ from pydetectron.engine.trainer import Trainer, TrainerOptions, detection_forwar
 MAX_ITER = 8
 
 
-@pytest.fixture(scope="module")
-def shapes_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("data")
-    write_tiny_shapes(data_dir)
-    return data_dir
-
-
-def schedule() -> LRSchedule:
-    return LRSchedule(base_lr=0.05, policy="steps_with_decay", steps=(0, 5), max_iter=MAX_ITER, warm_up_iters=3,
-                      warm_up_factor=0.5)  # fmt: skip
+def schedule():
+    return tiny_schedule(MAX_ITER)
 
 
 def make_trainer(shapes_dir, hooks=(), seed=0, forward_fn=detection_forward):
@@ -205,3 +196,29 @@ def test_lr_changes_are_logged_above_the_threshold(shapes_dir, caplog):
     ]
     assert expected[-1] == "Changing learning rate 0.050000 -> 0.005000 at step 5" and len(expected) == 4
     assert [record.getMessage() for record in caplog.records] == expected
+
+
+class WeightsAfterEachStep(Hook):
+    def __init__(self):
+        self.states = []
+
+    def before_train(self, trainer):
+        self.states.append({k: v.detach().double().clone() for k, v in trainer.model.state_dict().items()})
+
+    def after_step(self, trainer, step, values):
+        self.states.append({k: v.detach().double().clone() for k, v in trainer.model.state_dict().items()})
+
+
+def test_ema_is_the_exponential_average_of_the_weights(shapes_dir):
+    ema, seen = EMAHook(0.6), WeightsAfterEachStep()
+    trainer = make_trainer(shapes_dir, [seen, ema])
+    trainer.train()
+    expected = dict(seen.states[0])
+    for state in seen.states[1:]:  # float64 reference: a = 0.6 a + 0.4 w after every step
+        expected = {k: 0.6 * expected[k] + 0.4 * state[k] for k in state}
+    assert ema.num_updates == MAX_ITER
+    for key, value in ema.averaged_state().items():
+        torch.testing.assert_close(value.double(), expected[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert not torch.equal(ema.averaged_state()["conv.weight"], trainer.model.state_dict()["conv.weight"])
+    with pytest.raises(ValueError, match="decay must lie in"):
+        EMAHook(1.0)

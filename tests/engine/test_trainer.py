@@ -7,14 +7,13 @@ import statistics
 
 import pytest
 import torch
-from engine_test_support import TinyDetector, tiny_loader, write_tiny_shapes
+from engine_test_support import TinyDetector, tiny_loader, tiny_schedule
 
 from pydetectron.data.minibatch import SampleKey, collate_minibatch
 from pydetectron.engine.amp import MixedPrecision
 from pydetectron.engine.checkpoint import Checkpointer, load_checkpoint
 from pydetectron.engine.hooks import default_hooks
 from pydetectron.engine.losses import NonFiniteLossError
-from pydetectron.engine.lr_schedule import LRSchedule
 from pydetectron.engine.metrics import JSONLinesWriter, TrainingStats
 from pydetectron.engine.optimizer import SolverSettings, build_optimizer
 from pydetectron.engine.rng import seed_everything
@@ -23,17 +22,8 @@ from pydetectron.engine.trainer import Trainer, TrainerOptions, detection_forwar
 MAX_ITER = 8
 
 
-@pytest.fixture(scope="module")
-def shapes_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("data")
-    write_tiny_shapes(data_dir)
-    return data_dir
-
-
-def schedule() -> LRSchedule:
-    # warm-up over steps 0-2, decay by 10 at step 5: both happen across the resume points
-    return LRSchedule(base_lr=0.05, policy="steps_with_decay", steps=(0, 5), max_iter=MAX_ITER, warm_up_iters=3,
-                      warm_up_factor=0.5)
+def schedule():
+    return tiny_schedule(MAX_ITER)
 
 
 def make_trainer(loader, out_dir=None, seed=0, iter_size=1, forward_fn=detection_forward, amp="", clip=0.0,

@@ -1,9 +1,7 @@
 """tools/test_net.py on the shapes val set: AP, range files, resume, bad images, processes."""
 
-import contextlib
 import hashlib
 import importlib.util
-import io
 import json
 import sys
 from pathlib import Path
@@ -12,12 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "evaluation"))
 from evaluation_fixtures import one_torch_thread, save_checkpoint, short_train, tiny_cfg  # noqa: E402
+from tool_test_support import direct_ap  # noqa: E402
 
 from pydetectron.data import build_test_dataset, ensure_shapes_dataset  # noqa: E402
 from pydetectron.data.transforms import ImageReadError, read_image  # noqa: E402
@@ -60,17 +57,6 @@ def run(tool, ckpt, data_dir, out, *extra):
     argv = ["--dataset", "shapes", "--load_ckpt", str(ckpt), "--output_dir", str(out), "--no_cuda", "--nw", "0",
             "--data_dir", str(data_dir), *extra]  # fmt: skip
     return tool.main(argv)
-
-
-def direct_ap(json_file, results_file):
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(json_file))
-        results = json.loads(Path(results_file).read_text())
-        evaluator = COCOeval(gt, gt.loadRes(results) if results else COCO(), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return dict(zip(("AP", "AP50", "AP75", "APs", "APm", "APl"), evaluator.stats[:6].tolist()))
 
 
 class OraclePredictor:

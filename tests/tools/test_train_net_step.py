@@ -1,8 +1,6 @@
 """tools/train_net_step.py end to end on the CPU: a tiny shapes run, its files, its checkpoint, resuming."""
 
-import contextlib
 import importlib.util
-import io
 import json
 import os
 import re
@@ -15,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from tool_test_support import direct_ap
 
 from pydetectron.config import assert_and_infer_cfg, get_cfg, merge_cfg_from_cfg
 from pydetectron.data.catalog import unregister_dataset
@@ -26,18 +23,6 @@ from pydetectron.engine.cli import UsageError
 from pydetectron.engine.predictor import Predictor
 from pydetectron.modeling.model_builder import build_model
 from pydetectron.weights import load_weights
-
-
-def direct_ap(json_file, results_file) -> dict[str, float]:
-    """Box AP straight from pycocotools (the reference for the AP the tool logs)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(json_file))
-        results = json.loads(Path(results_file).read_text())
-        evaluator = COCOeval(gt, gt.loadRes(results) if results else COCO(), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return dict(zip(("AP", "AP50", "AP75", "APs", "APm", "APl"), evaluator.stats[:6].tolist()))
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "train_net_step.py"

@@ -101,7 +101,8 @@ class RoidbDataset(Dataset):
             return self._load(key.index, key)
         except ImageReadError as exc:
             if not self.skip_missing:
-                raise
+                hint = "set DATA_LOADER.SKIP_MISSING_IMAGES True to skip unreadable images" if self.with_targets else ""
+                raise ImageReadError(f"{exc}; {hint}" if hint else str(exc)) from None
             return self._replacement(key, exc)
 
     def _replacement(self, key: SampleKey, error: ImageReadError) -> dict:
