@@ -377,7 +377,8 @@ def build_trainer(args, cfg, model, roidb, device, dist_info, num_devices, adjus
     eval_period = int(cfg.TRAIN.EVAL_PERIOD)
     evaluate = None
     if eval_period > 0:
-        evaluate = DatasetEvaluator.from_cfg(cfg, output_dir / "eval", device) if main_process else _evaluate_nowhere
+        results_dir = output_dir / "eval" if save else None  # --no_save: a temporary folder
+        evaluate = DatasetEvaluator.from_cfg(cfg, results_dir, device) if main_process else _evaluate_nowhere
     extras = {
         "cfg": cfg.dump(),
         "args": dict(vars(args)),

@@ -22,6 +22,7 @@ from pydetectron.data.transforms import ImageReadError
 from pydetectron.engine.checkpoint import CheckpointError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 128 + 2  # as a shell reports a process ended by SIGINT
 
 
 class UsageError(Exception):
@@ -63,7 +64,8 @@ def one_line(error: BaseException) -> str:
 
 
 def run_tool(main: Callable[[list[str]], int], argv: Sequence[str] | None, prog: str) -> int:
-    """Run a tool's `main(argv)`; a user error becomes one line on stderr and exit code 2."""
+    """Run a tool's `main(argv)`; a user error becomes one line on stderr and exit code 2, Ctrl-C
+    (when the tool does not handle it itself) the line `<tool>: interrupted` and exit code 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return main(argv)
@@ -72,6 +74,11 @@ def run_tool(main: Callable[[list[str]], int], argv: Sequence[str] | None, prog:
             raise
         print(f"{prog}: error: {one_line(error)}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        if "--debug" in argv:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
 
 
 def _spellings(option: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,14 +29,14 @@ class DatasetEvaluator:
 
     Keys are `<task>/<metric>` for the first dataset and, with several datasets, also
     `<dataset>/<task>/<metric>` for each. The result jsons of the latest evaluation go to
-    `output_dir/<dataset>/`.
+    `output_dir/<dataset>/` (with `output_dir` None, to a temporary folder removed after).
     """
 
     def __init__(
         self,
         make_predictor: Callable[[], Predictor],
         datasets: Sequence[tuple[str, Roidb]],
-        output_dir: str | os.PathLike,
+        output_dir: str | os.PathLike | None,
         plus_one: bool = True,
         num_workers: int = 0,
     ):
@@ -43,13 +44,13 @@ class DatasetEvaluator:
             raise ValueError("evaluation needs at least one test dataset (TEST.DATASETS is empty)")
         self.make_predictor = make_predictor
         self.datasets = list(datasets)
-        self.output_dir = Path(output_dir)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
         self.plus_one = plus_one
         self.num_workers = num_workers
         self._predictor: Predictor | None = None
 
     @classmethod
-    def from_cfg(cls, cfg, output_dir: str | os.PathLike, device: torch.device | str) -> DatasetEvaluator:
+    def from_cfg(cls, cfg, output_dir: str | os.PathLike | None, device: torch.device | str) -> DatasetEvaluator:
         """Evaluate on TEST.DATASETS with the test settings of `cfg` (a frozen tree)."""
         datasets = [(name, build_test_dataset(cfg, name)) for name in cfg.TEST.DATASETS]
         return cls(
@@ -61,6 +62,12 @@ class DatasetEvaluator:
         )
 
     def __call__(self, weights: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+        if self.output_dir is not None:
+            return self._evaluate(weights, step, self.output_dir)
+        with tempfile.TemporaryDirectory(prefix="pydetectron_eval_") as scratch:
+            return self._evaluate(weights, step, Path(scratch))
+
+    def _evaluate(self, weights: dict[str, torch.Tensor], step: int, output_dir: Path) -> dict[str, float]:
         if self._predictor is None:
             self._predictor = self.make_predictor()
         predictor = self._predictor
@@ -75,7 +82,7 @@ class DatasetEvaluator:
                 logger.warning("%s: %d of %d images could not be read and were skipped", name, failed, len(images))
             metrics = evaluate_dataset(
                 images, name, roidb.info.json_file, roidb.info.contiguous_category_id_to_json_id,
-                self.output_dir / name, plus_one=self.plus_one, print_summary=False,
+                output_dir / name, plus_one=self.plus_one, print_summary=False,
             )  # fmt: skip
             for task, values in metrics.items():
                 for metric, value in values.items():

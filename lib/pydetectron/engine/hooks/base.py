@@ -22,9 +22,10 @@ lists, strings, numbers: what `torch.load(weights_only=True)` reads) and takes i
 from the global random number generators (or must restore them, as the evaluation hook
 does), so that a run with a hook resumes exactly like a run without it.
 
-The trainer offers hooks: `model`, `optimizer`, `loader`, `options`, `dist`, `lr` (the base
-LR of the step), `step_time` / `data_time` (seconds of the last step), `request_stop(reason)`,
-`stop_requested`, `checkpoint_state()` and `can_save_after_interrupt`.
+The trainer offers hooks: `model`, `optimizer`, `schedule`, `loader`, `options` (`max_iter`,
+...), `dist`, `lr` (the base LR of the step), `step_time` / `data_time` (seconds of the last
+step), `request_stop(reason)`, `stop_requested`, `last_finished_step`, `checkpoint_state()`
+and `can_save_after_interrupt`.
 """
 
 from __future__ import annotations
