@@ -222,3 +222,20 @@ def test_ema_is_the_exponential_average_of_the_weights(shapes_dir):
     assert not torch.equal(ema.averaged_state()["conv.weight"], trainer.model.state_dict()["conv.weight"])
     with pytest.raises(ValueError, match="decay must lie in"):
         EMAHook(1.0)
+
+
+def test_an_evaluation_that_fails_after_a_stop_request_is_skipped(shapes_dir, tmp_path):
+    def evaluate_then_fail(weights, step):
+        if stop_first:
+            trainer.request_stop("SIGTERM")  # as the signal handler does
+        raise RuntimeError("DataLoader worker (pid 123) is killed by signal: Terminated.")
+
+    stop_first = True
+    trainer = make_trainer(shapes_dir, default_hooks(checkpointer=Checkpointer(tmp_path / "ckpt"),
+                                                     evaluate=evaluate_then_fail, eval_period=2))  # fmt: skip
+    result = trainer.train()
+    assert result.stopped_by == "SIGTERM" and result.last_step == 1 and result.checkpoint.name == "model_step1.pth"
+    stop_first = False
+    trainer = make_trainer(shapes_dir, default_hooks(evaluate=evaluate_then_fail, eval_period=2))
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
+        trainer.train()

@@ -26,8 +26,9 @@ class EvaluationHook(Hook):
     """Runs `evaluate` on the model's weights (or those `weights(trainer)` gives, e.g. the EMA).
 
     When: after every step `s` with `(s + 1) % period == 0`, and after the last step of the
-    schedule; not when a stop was already requested (the run should end quickly then). Only
-    the main process evaluates; the others wait for it. The evaluation runs with the random
+    schedule; not when a stop was already requested (the run should end quickly then), and an
+    evaluation that fails after a stop request is skipped. Only the main process evaluates;
+    the others wait for it. The evaluation runs with the random
     number generators saved and restored, so training continues exactly as without it.
 
     It logs the metrics, hands them to `writers` (the metrics.jsonl and TensorBoard writers of
@@ -73,7 +74,14 @@ class EvaluationHook(Hook):
             logger.warning("Evaluation at step %d skipped: a stop was requested", step)
             return
         if trainer.dist.is_main:
-            self.run(trainer, step)
+            try:
+                self.run(trainer, step)
+            except Exception as error:
+                if not trainer.stop_requested:
+                    raise
+                # e.g. a loader worker of the evaluation hit by the signal while it started
+                logger.warning("Evaluation at step %d ended by the stop request (%s): skipped", step,
+                               " ".join(str(error).split())[:200])  # fmt: skip
         barrier()
 
     def run(self, trainer, step: int) -> dict[str, float]:
