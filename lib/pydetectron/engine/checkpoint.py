@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from pydetectron.weights.errors import WeightsError
+from pydetectron.weights.files import read_torch_file
+
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last_checkpoint"
@@ -95,12 +98,9 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, Any]:
             "(initialisation only, no --resume)"
         )
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        reason = " ".join(str(error).split())
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint, the file is truncated or corrupt ({reason})"
-        ) from error
+        data = read_torch_file(path)
+    except WeightsError as error:
+        raise CheckpointError(str(error)) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(data).__name__}")
     return data
