@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from pydetectron import backbones
-from pydetectron.backbones.toolbox import CSPDarknetStage, DarknetBlock, OSABlock, VoVNet, vovnet_stages
+from pydetectron.backbones.toolbox import (
+    CSPDarknetStage,
+    DarknetBlock,
+    OSABlock,
+    VoVNet,
+    freeze_batch_norm,
+    vovnet_stages,
+)
+from pydetectron.nn import FrozenBatchNorm2d
 
 
 def meta_device(test):
@@ -189,3 +197,17 @@ def test_pretrained_accepts_a_classifier_checkpoint(tmp_path):
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"Darknet: expected an image batch \[N, 3, H, W\], got \(3, 32, 32\)"):
         backbones.darknet19()(torch.zeros(3, 32, 32))
+
+
+@torch.no_grad()
+def test_freeze_batch_norm_keeps_the_eval_function_and_the_names():
+    model = randomize(backbones.vovnet19_slim_ese()).float()
+    names = set(model.state_dict()) - {k for k in model.state_dict() if k.endswith("num_batches_tracked")}
+    x = torch.randn(2, 3, 64, 64)
+    expected = model(x)
+    freeze_batch_norm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+    assert set(model.state_dict()) == names
+    model.train()  # frozen statistics: training mode computes the same function
+    torch.testing.assert_close(model(x), expected)

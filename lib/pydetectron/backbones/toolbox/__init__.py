@@ -4,7 +4,7 @@ Importing this package registers every constructor in `pydetectron.backbones.BAC
 """
 
 from .darknet import CSPDarknetStage, Darknet, DarknetBlock, DarknetStage, DarknetYOLOv5
-from .layers import ConvNormAct, EffectiveSqueezeExcitation, SeparableConvNormAct
+from .layers import ConvNormAct, EffectiveSqueezeExcitation, SeparableConvNormAct, freeze_batch_norm
 from .torchvision_models import (
     TORCHVISION_BACKBONES,
     InvertedResidualBackbone,
@@ -31,5 +31,6 @@ __all__ = [
     "TorchvisionBackbone",
     "VoVNet",
     "VoVNetStage",
+    "freeze_batch_norm",
     "vovnet_stages",
 ]

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ...nn import make_norm
+from ...nn import FrozenBatchNorm2d, make_norm
 
 
 class ConvNormAct(nn.Sequential):
@@ -78,3 +78,28 @@ def check_image_batch(x: torch.Tensor, who: str) -> None:
         raise ValueError(f"{who}: expected an image batch [N, 3, H, W], got {shape}")
     if not x.is_floating_point():
         raise ValueError(f"{who}: expected a floating-point image batch, got dtype {x.dtype}")
+
+
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d in `module` by a FrozenBatchNorm2d with its statistics (in place).
+
+    Detection fine-tuning with a few images per GPU keeps ImageNet statistics this way;
+    the state-dict names do not change, so weights load before or after freezing.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            tensors = list(child.parameters()) + list(child.buffers())
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            if tensors:
+                frozen = frozen.to(tensors[0].device)
+            with torch.no_grad():
+                if child.affine:
+                    frozen.weight.copy_(child.weight)
+                    frozen.bias.copy_(child.bias)
+                if child.running_mean is not None:
+                    frozen.running_mean.copy_(child.running_mean)
+                    frozen.running_var.copy_(child.running_var)
+            setattr(module, name, frozen)
+        else:
+            freeze_batch_norm(child)
+    return module
