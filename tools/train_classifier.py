@@ -155,7 +155,9 @@ def build_data(args, device: torch.device):
         classes, train_size, shuffle = train_set.classes, len(train_set), True
     if train_size < args.batch_size:
         raise SystemExit(f"{args.train}: {train_size} training images, fewer than one batch of {args.batch_size}")
-    common = {"num_workers": args.workers, "pin_memory": pin, "persistent_workers": args.workers > 0}
+    # Persistent workers would keep their first-epoch copy of a tar dataset (set_epoch lost).
+    persistent = args.workers > 0 and not args.webdataset
+    common = {"num_workers": args.workers, "pin_memory": pin, "persistent_workers": persistent}
     train_loader = DataLoader(train_set, args.batch_size, shuffle=shuffle, drop_last=True, **common)
     val_loader = DataLoader(val_set, args.batch_size, **common)
     return train_set, train_loader, val_loader, classes, train_size // args.batch_size
@@ -209,7 +211,7 @@ def main(argv=None) -> dict:
             "epoch %d: train loss %.4f, val top-1 %.4f top-5 %.4f (%s)",
             epoch + 1, train_loss, metrics["top1"], metrics["top5"], "EMA" if ema is not None else "model",
         )
-        extra = {"model_raw": {k: v.detach().cpu() for k, v in model.state_dict().items()}} if ema else {}
+        extra = {"model_raw": {k: v.detach().cpu() for k, v in model.state_dict().items()}} if ema is not None else {}
         checkpoint = classifier_checkpoint(
             evaluated, args.backbone, classes, epoch=epoch + 1, step=step, top1=metrics["top1"],
             top5=metrics["top5"], ema=ema is not None, settings=settings, **extra,
