@@ -95,5 +95,6 @@ def test_train_net_step_stops_with_one_line_when_named_weights_are_missing(tmp_p
     with pytest.raises(tool.UsageError, match=r"^--load_detectron: weights file not found: "):
         tool.initialise_weights(Tiny(), args, cfg, resuming=False)
     model = Tiny()
-    tool.initialise_weights(model, Namespace(load_ckpt=None, load_detectron=str(tiny_pkl(tmp_path / "t.pkl"))), cfg, False)
+    detectron_args = Namespace(load_ckpt=None, load_detectron=str(tiny_pkl(tmp_path / "t.pkl")))
+    tool.initialise_weights(model, detectron_args, cfg, False)
     assert torch.equal(model.fc.weight, torch.ones(2, 3))
