@@ -41,6 +41,7 @@ __all__ = [
     "RenamedConfigKeyError",
     "assert_and_infer_cfg",
     "cfg",
+    "check_retinanet_cfg",
     "get_cfg",
     "merge_cfg_from_cfg",
     "merge_cfg_from_file",
@@ -868,6 +869,34 @@ def _check_values(c: AttrDict) -> None:
         "is True but RESNETS.IMAGENET_PRETRAINED_WEIGHTS is empty",
         c,
     )
+    if c.RETINANET.RETINANET_ON or c.MODEL.TYPE == "retinanet":
+        check_retinanet_cfg(c)
+
+
+def check_retinanet_cfg(c: AttrDict) -> None:
+    """Raise ConfigValueError for keys a RetinaNet (MODEL.TYPE retinanet or RETINANET.RETINANET_ON)
+    cannot honour: another model type, R-CNN parts, box test-time augmentation or voting."""
+    _require(
+        c.MODEL.TYPE in ("retinanet", ""),
+        "MODEL.TYPE",
+        "must be 'retinanet' (or empty) when RETINANET.RETINANET_ON is True; set MODEL.TYPE: retinanet",
+        c,
+    )
+    for key in ("FASTER_RCNN", "RPN_ONLY", "MASK_ON", "KEYPOINTS_ON", "EXTRA_ROI_BRANCHES"):
+        _require(not c.MODEL[key], f"MODEL.{key}", "must be off: a RetinaNet has no RPN or RoI heads", c)
+    _require(
+        not c.TEST.BBOX_AUG.ENABLED,
+        "TEST.BBOX_AUG.ENABLED",
+        "box test-time augmentation is not supported for RetinaNet",
+        c,
+    )
+    _require(
+        not c.TEST.BBOX_VOTE.ENABLED,
+        "TEST.BBOX_VOTE.ENABLED",
+        "box voting is not supported for RetinaNet (nor by Detectron)",
+        c,
+    )
+    _require(c.RETINANET.NUM_CONVS >= 0, "RETINANET.NUM_CONVS", "must be >= 0", c)
 
 
 def _require(ok: bool, key: str, what: str, c: AttrDict) -> None:

@@ -110,3 +110,13 @@ def test_train_net_step_trains_a_retinanet(tmp_path):
     assert [entry["step"] for entry in logged] == list(range(6))
     assert {"loss_retnet_cls", "loss_retnet_bbox", "retnet_fg_num"} <= set(logged[-1])
     assert (tmp_path / "run" / "ckpt" / "model_step5.pth").is_file()
+
+
+def test_settings_a_retinanet_cannot_honour_end_the_tools_with_one_line(tmp_path, capsys):
+    tool = load_tool("train_net_step")
+    argv = ["--dataset", "shapes", "--cfg", str(SHAPES_CONFIG), "--no_cuda", "--nw", "0", "--output_dir",
+            str(tmp_path), "--set", "TEST.BBOX_AUG.ENABLED", "True"]  # fmt: skip
+    assert tool.main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("train_net_step.py: error: ")
+    assert "TEST.BBOX_AUG.ENABLED: box test-time augmentation is not supported for RetinaNet" in line

@@ -68,14 +68,9 @@ def build_roi_heads(cfg, shapes: Mapping[str, ShapeSpec]) -> RoIHeads:
 
 
 def is_retinanet(cfg) -> bool:
-    """MODEL.TYPE retinanet or RETINANET.RETINANET_ON (Detectron sets both); another type conflicts."""
-    if cfg.MODEL.TYPE != "retinanet" and not cfg.RETINANET.RETINANET_ON:
-        return False
-    if cfg.MODEL.TYPE not in ("retinanet", ""):
-        raise ValueError(
-            f"RETINANET.RETINANET_ON is True but MODEL.TYPE is {cfg.MODEL.TYPE!r}; set MODEL.TYPE: retinanet"
-        )
-    return True
+    """MODEL.TYPE retinanet or RETINANET.RETINANET_ON (Detectron sets both; `RetinaNet.from_cfg`
+    rejects another MODEL.TYPE)."""
+    return cfg.MODEL.TYPE == "retinanet" or bool(cfg.RETINANET.RETINANET_ON)
 
 
 def build_model(cfg) -> nn.Module:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pydetectron.config import assert_and_infer_cfg, get_cfg, merge_cfg_from_file, merge_cfg_from_list
+from pydetectron.config import ConfigValueError, assert_and_infer_cfg, get_cfg, merge_cfg_from_file, merge_cfg_from_list
 from pydetectron.modeling.model_builder import build_model
 from pydetectron.modeling.retinanet import RetinaNet
 from pydetectron.structures.ground_truth import GroundTruth
@@ -106,24 +106,41 @@ def test_retinanet_switches():
     assert isinstance(build_model(only_flag), RetinaNet)
     only_type = load(base, ["RETINANET.RETINANET_ON", "False"])
     assert only_type.RETINANET.RETINANET_ON  # inferred from MODEL.TYPE
-    conflict = load(base, ["MODEL.TYPE", "generalized_rcnn"])
-    with pytest.raises(ValueError, match="set MODEL.TYPE: retinanet"):
-        build_model(conflict)
+    with pytest.raises(ConfigValueError, match="MODEL.TYPE: must be 'retinanet'.*got 'generalized_rcnn'"):
+        load(base, ["MODEL.TYPE", "generalized_rcnn"])
+
+
+def unchecked(name: str, extra: list[str]):
+    """A config merged but not checked by assert_and_infer_cfg, as a caller of build_model may pass."""
+    cfg = get_cfg()
+    merge_cfg_from_file(CONFIGS / name, target=cfg)
+    merge_cfg_from_list(extra, target=cfg)
+    return cfg
 
 
 @pytest.mark.parametrize(
-    "extra,error,match",
+    "extra,match",
     [
-        (["MODEL.MASK_ON", "True"], ValueError, "MODEL.MASK_ON must be off"),
-        (["MODEL.FASTER_RCNN", "True"], ValueError, "MODEL.FASTER_RCNN must be off"),
-        (["TEST.BBOX_AUG.ENABLED", "True"], NotImplementedError, "TEST.BBOX_AUG"),
-        (["TEST.BBOX_VOTE.ENABLED", "True"], NotImplementedError, "TEST.BBOX_VOTE"),
-        (["FPN.MULTILEVEL_RPN", "False"], ValueError, r"lacks level\(s\) \[6, 7\]"),
+        (["MODEL.MASK_ON", "True"], "MODEL.MASK_ON: must be off"),
+        (["MODEL.FASTER_RCNN", "True"], "MODEL.FASTER_RCNN: must be off"),
+        (["MODEL.EXTRA_ROI_BRANCHES", "('toy',)"], "MODEL.EXTRA_ROI_BRANCHES: must be off"),
+        (["TEST.BBOX_AUG.ENABLED", "True"], "TEST.BBOX_AUG.ENABLED: box test-time augmentation is not supported"),
+        (["TEST.BBOX_VOTE.ENABLED", "True"], "TEST.BBOX_VOTE.ENABLED: box voting is not supported"),
+        (["RETINANET.NUM_CONVS", "-1"], "RETINANET.NUM_CONVS: must be >= 0"),
     ],
 )
-def test_unsupported_settings_are_named(extra, error, match):
-    cfg = load("baselines/retinanet_R-50-FPN_1x.yaml", ["RESNETS.WIDTH_PER_GROUP", "4", "FPN.DIM", "16"] + extra)
-    with pytest.raises(error, match=match):
+def test_unsupported_settings_fail_the_config_check_and_the_builder(extra, match):
+    small = ["RESNETS.WIDTH_PER_GROUP", "4", "FPN.DIM", "16"]
+    with pytest.raises(ConfigValueError, match=match):
+        load("baselines/retinanet_R-50-FPN_1x.yaml", small + extra)
+    with pytest.raises(ConfigValueError, match=match):
+        build_model(unchecked("baselines/retinanet_R-50-FPN_1x.yaml", small + extra))
+
+
+def test_missing_pyramid_levels_are_named():
+    cfg = load("baselines/retinanet_R-50-FPN_1x.yaml", ["RESNETS.WIDTH_PER_GROUP", "4", "FPN.DIM", "16",
+                                                       "FPN.MULTILEVEL_RPN", "False"])  # fmt: skip
+    with pytest.raises(ValueError, match=r"lacks level\(s\) \[6, 7\]"):
         build_model(cfg)
 
 

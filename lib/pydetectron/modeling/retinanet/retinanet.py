@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pydetectron.config import check_retinanet_cfg
 from pydetectron.nn import WeightMapping, add_prefix, prefix_both
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
@@ -133,7 +134,7 @@ class RetinaNet(nn.Module):
         """Build on `body` from the RETINANET.* keys (levels FPN.RPN_MIN_LEVEL..RPN_MAX_LEVEL, as
         Detectron), MODEL.NUM_CLASSES, MODEL.BOX_PLUS_ONE, BBOX_XFORM_CLIP and the TEST keys
         NMS, DETECTIONS_PER_IM, BBOX_REG, SOFT_NMS, BOX_DECODE_SPACE."""
-        _check_retinanet_cfg(cfg)
+        check_retinanet_cfg(cfg)
         r = cfg.RETINANET
         shapes: Mapping[str, ShapeSpec] = body.output_shape()
         in_features = features_in_levels(shapes, int(cfg.FPN.RPN_MIN_LEVEL), int(cfg.FPN.RPN_MAX_LEVEL))
@@ -203,21 +204,3 @@ class RetinaNet(nn.Module):
             ),
         )
         return cls(body, in_features, head, anchor_generator, assigner, loss, postprocessor)
-
-
-def _check_retinanet_cfg(cfg: Any) -> None:
-    """Raise ValueError / NotImplementedError for R-CNN keys a RetinaNet cannot honour."""
-    conflicts = [key for key in ("FASTER_RCNN", "RPN_ONLY", "MASK_ON", "KEYPOINTS_ON") if cfg.MODEL[key]]
-    if cfg.MODEL.EXTRA_ROI_BRANCHES:
-        conflicts.append("EXTRA_ROI_BRANCHES")
-    if conflicts:
-        raise ValueError(
-            f"a RetinaNet (MODEL.TYPE retinanet / RETINANET.RETINANET_ON) has no RPN or RoI heads: "
-            f"MODEL.{', MODEL.'.join(conflicts)} must be off"
-        )
-    if cfg.TEST.BBOX_AUG.ENABLED:
-        raise NotImplementedError("TEST.BBOX_AUG (box test-time augmentation) is not supported for RetinaNet")
-    if cfg.TEST.BBOX_VOTE.ENABLED:
-        raise NotImplementedError("TEST.BBOX_VOTE (box voting) is not supported for RetinaNet (nor by Detectron)")
-    if cfg.RETINANET.NUM_CONVS < 0:
-        raise ValueError(f"RETINANET.NUM_CONVS must be >= 0, got {cfg.RETINANET.NUM_CONVS}")
