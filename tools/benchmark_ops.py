@@ -6,7 +6,12 @@ means pydetectron is faster. The peer is torchvision's op; for RoICrop and the s
 focal loss, which torchvision lacks, it is the unfused PyTorch expression.
 
     python tools/benchmark_ops.py --threads 2 --repeats 7
+    python tools/benchmark_ops.py --threads 1 --clock cpu --only focal
     python tools/benchmark_ops.py --device cuda
+
+`--clock cpu` times with the process's CPU time instead of the wall clock: on a shared
+machine it leaves out the time the process waits for a core (with one thread it is the
+op's own compute time; with more it is the sum over the threads).
 """
 
 from __future__ import annotations
@@ -94,9 +99,10 @@ def crop_with_grid_sample(feature: torch.Tensor, rois: torch.Tensor, size: int,
 
 
 def retinanet_logits(anchors: int, classes: int, device: str, seed: int = 2):
-    """Classification logits of a RetinaNet head near its prior (p = 0.01), with 1% of
-    the anchors foreground, 10% ignored (-1) and the rest background; sigmoid targets
-    one-hot [anchors, classes], softmax labels [anchors] over classes + 1."""
+    """Sigmoid classification logits [anchors, classes] of a RetinaNet head near its
+    prior (p = 0.01), with 1% of the anchors foreground, 10% ignored and the rest
+    background: one-hot targets [anchors, classes] and labels [anchors] (0 background,
+    1..classes foreground, -1 ignored)."""
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(anchors, classes, generator=g) - 4.6
     draw = torch.rand(anchors, generator=g)
@@ -141,7 +147,8 @@ def focal_cases(device: str) -> list[Case]:
                               forward_backward(lambda x, f=ours: f(x, r="none"), logits, grad),
                               forward_backward(lambda x, f=peer: f(x, r="none"), logits, grad)))
     for anchors in (120_000, 20_000):
-        logits, _, labels = retinanet_logits(anchors, 81, device)
+        _, _, labels = retinanet_logits(anchors, 80, device)  # 0: background, 1..80
+        logits = torch.randn(anchors, 81, generator=torch.Generator().manual_seed(3)).to(device)
         where = f"{anchors // 1000}k anchors x 81"
         one = torch.ones((), device=device)
 
@@ -221,28 +228,31 @@ def roi_cases(device: str, num_rois: int, channels: int) -> list[Case]:
     return cases
 
 
-def time_once(fn: Callable[[], object], device: str) -> float:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_once(fn: Callable[[], object], device: str, clock: Callable[[], float]) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = clock()
     fn()
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return clock() - start
 
 
-def measure(case: Case, repeats: int, device: str) -> tuple[float, float]:
+def measure(case: Case, repeats: int, device: str, clock: Callable[[], float]) -> tuple[float, float]:
     """Median seconds of (ours, peer), alternating which runs first in each repeat."""
     case.ours()
     case.peer()
     ours, peer = [], []
     for r in range(repeats):
         if r % 2 == 0:
-            ours.append(time_once(case.ours, device))
-            peer.append(time_once(case.peer, device))
+            ours.append(time_once(case.ours, device, clock))
+            peer.append(time_once(case.peer, device, clock))
         else:
-            peer.append(time_once(case.peer, device))
-            ours.append(time_once(case.ours, device))
+            peer.append(time_once(case.peer, device, clock))
+            ours.append(time_once(case.ours, device, clock))
     return statistics.median(ours), statistics.median(peer)
 
 
@@ -254,9 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rois", type=int, default=512, help="RoIs for the RoI ops")
     parser.add_argument("--channels", type=int, default=256, help="feature channels")
     parser.add_argument("--only", default="", help="run cases whose name contains this text")
+    parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS),
+                        help="wall: elapsed time; cpu: the process's CPU time (CPU device only)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error("--clock cpu measures CPU work; use the wall clock with --device cuda")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -266,11 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     device_name = (torch.cuda.get_device_name() if args.device == "cuda"
                    else f"cpu, {torch.get_num_threads()} threads")
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {device_name}, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}, {args.clock} clock")
     print("| case | pydetectron (ms) | peer (ms) | ratio (peer / ours) |")
     print("|---|---:|---:|---:|")
     for case in cases:
-        ours, peer = measure(case, args.repeats, args.device)
+        ours, peer = measure(case, args.repeats, args.device, CLOCKS[args.clock])
         peer_note = "" if case.peer_name == "torchvision" else f" [{case.peer_name}]"
         print(f"| {case.name}{peer_note} | {ours * 1e3:.2f} | {peer * 1e3:.2f} | "
               f"{peer / ours:.2f} |", flush=True)

@@ -23,7 +23,7 @@ def per_class_nms(boxes, scores, idxs, threshold):
     return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
 
 
-@pytest.mark.parametrize("n", [60, 400, 3000])
+@pytest.mark.parametrize("n", [60, 400, 1200])  # fewer and more than 1000 boxes
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_a_non_finite_box_affects_only_its_own_class(n, bad):
     boxes, scores, idxs = classed_boxes(n, seed=n)
@@ -62,7 +62,7 @@ def test_result_does_not_depend_on_the_number_of_boxes():
         (-(2**40), torch.int64),
     ],
 )
-@pytest.mark.parametrize("n", [200, 2500])
+@pytest.mark.parametrize("n", [200, 1200])
 def test_large_class_ids_stay_apart(base, dtype, n):
     """Ids base, base + 1, ...: float32 (and for 2^53, float64) cannot tell them apart."""
     boxes, scores, idxs = classed_boxes(n, seed=n + 3, classes=3)
