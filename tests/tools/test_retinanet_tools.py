@@ -1,6 +1,6 @@
 """RetinaNet through the tools as they are: a short shapes training evaluated by tools/test_net.py
 (box AP > 0, the AP pycocotools computes from the result file), infer_simple.py drawing its
-detections, and train_net_step.py training it."""
+detections, and train_net_step.py training and evaluating it."""
 
 import importlib.util
 import json
@@ -95,22 +95,29 @@ def test_infer_simple_draws_retinanet_detections(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_net_step_trains_a_retinanet(tmp_path):
+def test_train_net_step_trains_and_evaluates_a_retinanet(tmp_path):
     data_dir = tmp_path / "data"
     write_shapes_dataset(data_dir / "shapes" / "shapes_train", 8, seed=0, min_side=96, max_side=128)
+    write_shapes_dataset(data_dir / "shapes" / "shapes_val", 2, seed=1, min_side=96, max_side=128)
     command = [
         sys.executable, str(REPO / "tools" / "train_net_step.py"), "--dataset", "shapes", "--cfg", str(SHAPES_CONFIG),
         "--no_cuda", "--bs", "2", "--nw", "0", "--disp_interval", "1", "--output_dir", str(tmp_path / "run"),
-        "--set", "DATA_DIR", str(data_dir), *TINY, "TRAIN.SCALES", "(96,)", "SOLVER.MAX_ITER", "6",
-        "SOLVER.STEPS", "[0, 4]", "SOLVER.WARM_UP_ITERS", "2", "TRAIN.SNAPSHOT_ITERS", "3",
+        "--eval_period", "3", "--set", "DATA_DIR", str(data_dir), *TINY, "TRAIN.SCALES", "(96,)",
+        "SOLVER.MAX_ITER", "6", "SOLVER.STEPS", "[0, 4]", "SOLVER.WARM_UP_ITERS", "2", "TRAIN.SNAPSHOT_ITERS", "3",
     ]  # fmt: skip
     process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in logged] == list(range(6))
-    assert {"loss_retnet_cls", "loss_retnet_bbox", "retnet_fg_num"} <= set(logged[-1])
+    losses = [entry for entry in logged if "loss_retnet_cls" in entry]
+    assert [entry["step"] for entry in losses] == list(range(6))
+    assert {"loss_retnet_bbox", "retnet_fg_num"} <= set(losses[-1])
+    evaluations = {entry["step"]: entry for entry in logged if "bbox/AP" in entry}
+    assert sorted(evaluations) == [2, 5]
+    json_file = data_dir / "shapes" / "shapes_val" / "annotations.json"
+    results_file = tmp_path / "run" / "eval" / "shapes_val" / "bbox_shapes_val_results.json"
+    assert evaluations[5]["bbox/AP"] == pytest.approx(pycocotools_ap(json_file, results_file, "bbox"))
     assert (tmp_path / "run" / "ckpt" / "model_step5.pth").is_file()
-
+    assert (tmp_path / "run" / "ckpt" / "model_best.pth").is_file()
 
 def test_settings_a_retinanet_cannot_honour_end_the_tools_with_one_line(tmp_path, capsys):
     tool = load_tool("train_net_step")
