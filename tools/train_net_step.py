@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--nw", dest="num_workers", type=_at_least(0), help="data loading workers (DATA_LOADER.NUM_THREADS)"
     )
     parser.add_argument("--iter_size", default=1, type=_at_least(1), help="update once every iter_size minibatches")
-    parser.add_argument("--o", dest="optimizer", choices=("SGD", "Adam"), help="optimizer (SOLVER.TYPE)")
+    parser.add_argument("--o", dest="optimizer", choices=("SGD", "Adam", "AdamW"), help="optimizer (SOLVER.TYPE)")
     parser.add_argument("--lr", type=float, help="base learning rate (after the batch-size adaptation)")
     parser.add_argument("--lr_decay_gamma", type=float, help="learning rate decay rate (SOLVER.GAMMA)")
     parser.add_argument("--start_step", default=0, type=_at_least(0), help="first step (0-based) when not resuming")

@@ -245,7 +245,10 @@ def _retinanet_defaults() -> AttrDict:
 
 def _solver_defaults() -> AttrDict:
     s = AttrDict()
-    s.TYPE = "SGD"  # 'SGD' or 'Adam'
+    s.TYPE = "SGD"  # 'SGD', 'Adam' or 'AdamW' (any case)
+    s.BETAS = (0.9, 0.999)  # [pydetectron] Adam / AdamW betas
+    s.EPS = 1e-8  # [pydetectron] Adam / AdamW epsilon
+    s.LAYER_DECAY = 1.0  # [pydetectron] AdamW layer-wise LR decay of a ported backbone (ViTDet: 0.7); 1.0 = off
     s.BASE_LR = 0.001
     s.LR_POLICY = "step"  # 'step', 'steps_with_decay', 'steps_with_lrs', 'cosine_decay', ...
     s.GAMMA = 0.1  # decay factor of the step policies; final/initial LR for 'exp_decay'
@@ -392,6 +395,26 @@ def _group_norm_defaults() -> AttrDict:
     return g
 
 
+def _toolbox_defaults() -> AttrDict:
+    """[pydetectron] Options of the `toolbox.<backbone>+<neck>` conv bodies (MODEL.CONV_BODY)."""
+    t = AttrDict()
+    t.PRETRAINED = ""  # local backbone weights: a train_classifier.py checkpoint, timm .safetensors / .pth, ...
+    t.BACKBONE_KWARGS = ""  # extra constructor arguments as a Python dict literal, e.g. "{'depths': (1, 1, 2, 1)}"
+    t.NORM = ""  # '' keeps the backbone's own norms; 'FrozenBN' freezes every BatchNorm2d's statistics and affine
+    t.FREEZE_AT = 0  # 0 trains all; k > 0 freezes the parameters that the maps at strides <= 2**k depend on
+    t.OUT_NORMS = True  # Swin / ConvNeXt: a LayerNorm on each output map (their detection papers)
+    t.DROP_PATH_RATE = 0.0  # stochastic depth of the ported backbones (ViT, Swin, ConvNeXt, ...)
+    t.IMG_SIZE = 0  # ViT / Swin pre-training size its position tables are made for (0: the variant's default)
+    t.VIT_WINDOW_SIZE = 14  # ViT with simple_fpn: window attention size in the non-global blocks (0: all global)
+    t.VIT_GLOBAL_BLOCKS = ()  # ViT with simple_fpn: global-attention blocks; () = 4 evenly spaced (B: 2, 5, 8, 11)
+    t.VIT_REL_POS = True  # ViT with simple_fpn: decomposed relative position bias in every block (ViTDet)
+    t.NECK_CHANNELS = 256  # width of every neck output (the RPN and RoI heads read it)
+    t.NECK_NORM = ""  # neck conv norm: '' the neck's own (BN; LN for simple_fpn), 'none', 'BN', 'GN', 'FrozenBN', 'LN'
+    t.NECK_FUSION = "sum"  # fpn / pan / semantic_fpn: 'sum' or 'concat' of lateral and top-down maps
+    t.NECK_LAYERS = 1  # bifpn: number of repeated BiFPN layers
+    return t
+
+
 def _build_defaults() -> AttrDict:
     """A fresh tree holding every default value."""
     c = AttrDict()
@@ -409,6 +432,7 @@ def _build_defaults() -> AttrDict:
     c.RFCN = AttrDict(PS_GRID_SIZE=3)  # position-sensitive RoI pooling grid
     c.RESNETS = _resnets_defaults()
     c.GROUP_NORM = _group_norm_defaults()
+    c.TOOLBOX = _toolbox_defaults()
     c.NUM_GPUS = 1
     c.USE_NCCL = False
     c.DEDUP_BOXES = 1.0 / 16.0  # scale used to find boxes equal in feature space
@@ -812,6 +836,9 @@ _CHOICES = {
     "FAST_RCNN.ROI_XFORM_METHOD": ("RoIPoolF", "RoIAlign", "RoICrop"),
     "INPUT_RESIZE": ("detectron", "torchvision"),
     "KRCNN.UPSAMPLE_MODE": ("deconv", "interpolate"),
+    "TOOLBOX.NORM": ("", "FrozenBN"),
+    "TOOLBOX.NECK_NORM": ("", "none", "BN", "GN", "FrozenBN", "LN"),
+    "TOOLBOX.NECK_FUSION": ("sum", "concat"),
 }
 
 
@@ -823,6 +850,18 @@ def _check_values(c: AttrDict) -> None:
         _require(len(c[key]) == 3, key, "must hold 3 values (one per channel)", c)
     _require(all(s > 0 for s in c.PIXEL_STDS), "PIXEL_STDS", "must be positive", c)
     _require(c.SOLVER.CLIP_GRAD_NORM >= 0, "SOLVER.CLIP_GRAD_NORM", "must be >= 0 (0 = off)", c)
+    _require(
+        str(c.SOLVER.TYPE).lower() in ("sgd", "adam", "adamw"), "SOLVER.TYPE", "must be 'SGD', 'Adam' or 'AdamW'", c
+    )
+    _require(len(c.SOLVER.BETAS) == 2, "SOLVER.BETAS", "must hold 2 values", c)
+    _require(0.0 < c.SOLVER.LAYER_DECAY <= 1.0, "SOLVER.LAYER_DECAY", "must lie in (0, 1] (1 = off)", c)
+    _require(
+        c.SOLVER.LAYER_DECAY == 1.0 or str(c.SOLVER.TYPE).lower() == "adamw",
+        "SOLVER.LAYER_DECAY",
+        "needs SOLVER.TYPE 'AdamW'",
+        c,
+    )
+    _require(0 <= c.TOOLBOX.FREEZE_AT <= 5, "TOOLBOX.FREEZE_AT", "must lie in 0..5", c)
     _require(c.TRAIN.EVAL_PERIOD >= 0, "TRAIN.EVAL_PERIOD", "must be >= 0 (0 = off)", c)
     _require(0.0 <= c.TRAIN.EMA_DECAY < 1.0, "TRAIN.EMA_DECAY", "must lie in [0, 1) (0 = off)", c)
     for key, allowed in _CHOICES.items():

@@ -41,6 +41,9 @@ MODEL_CONFIGS = [
     "shapes/e2e_faster_rcnn_R-50-FPN_shapes.yaml",
     "shapes/e2e_mask_rcnn_R-50-FPN_shapes.yaml",
     "shapes/e2e_keypoint_rcnn_R-50-FPN_shapes.yaml",
+    "toolbox/shapes_mask_rcnn_vovnet19_slim_ese_fpn.yaml",
+    "toolbox/shapes_mask_rcnn_convnextv2_a_fpn.yaml",
+    "toolbox/shapes_mask_rcnn_vit_ti16_simple_fpn.yaml",
 ]
 SMALL = ["TRAIN.BATCH_SIZE_PER_IM", "64", "TRAIN.RPN_PRE_NMS_TOP_N", "300", "TRAIN.RPN_POST_NMS_TOP_N", "100",
          "TEST.RPN_PRE_NMS_TOP_N", "300", "TEST.RPN_POST_NMS_TOP_N", "50", "TEST.SCORE_THRESH", "0.0",
