@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .classifier import load_classifier_backbone, looks_like_classifier_checkpoint
 from .detectron_load import BlobMatch, match_detectron_blobs
 from .detectron_names import detectron_names
 from .download import resolve_weights
@@ -183,6 +184,8 @@ def load_weights(model: nn.Module, path_or_state_dict, cfg=None) -> LoadReport:
         note = _bbox_reg_note(cfg, cfg_text)
         if note:
             report.notes.append(note)
+    elif looks_like_classifier_checkpoint(data):
+        report = load_classifier_backbone(model, data, where)
     elif "model" in data and isinstance(data["model"], dict):
         report = LoadReport(CHECKPOINT, where)
         _load_state_dict(model, data["model"], report)
