@@ -135,7 +135,8 @@ def test_freeze_at_freezes_the_stages_up_to_that_stride():
 def tiny_cfg(body, *extra):
     cfg = get_cfg()
     merge_cfg_from_list(
-        ["MODEL.TYPE", "generalized_rcnn", "MODEL.CONV_BODY", body, "MODEL.NUM_CLASSES", "4", "MODEL.FASTER_RCNN", "True",
+        ["MODEL.TYPE", "generalized_rcnn", "MODEL.CONV_BODY", body, "MODEL.NUM_CLASSES", "4",
+         "MODEL.FASTER_RCNN", "True",
          "FPN.FPN_ON", "True", "FPN.MULTILEVEL_RPN", "True", "FPN.MULTILEVEL_ROIS", "True",
          "FAST_RCNN.ROI_BOX_HEAD", "fast_rcnn_heads.roi_2mlp_head", "FAST_RCNN.ROI_XFORM_METHOD", "RoIAlign",
          "FAST_RCNN.MLP_HEAD_DIM", "32", "TOOLBOX.NECK_CHANNELS", "32", *extra],
