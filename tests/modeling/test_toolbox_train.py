@@ -1,5 +1,6 @@
 """Each backbone family as a `toolbox.` body trains a few Mask R-CNN steps on a shapes image:
-losses stay finite, gradients reach the backbone's first layer, and the total loss falls."""
+losses stay finite, gradients reach the backbone's first layer and every body parameter, and
+the total loss falls."""
 
 import sys
 from pathlib import Path
@@ -74,6 +75,8 @@ def test_family_trains_mask_rcnn_steps_on_shapes(family, roidb):
             total.backward()
             if step == 0:
                 assert first_layer.grad is not None and first_layer.grad.abs().sum() > 0
+                unused = [n for n, p in model.body.named_parameters() if p.requires_grad and p.grad is None]
+                assert not unused, unused  # DistributedDataParallel needs every body parameter used
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()
             totals.append(total.item())
