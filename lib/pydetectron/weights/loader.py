@@ -3,9 +3,10 @@
 Formats: Detectron `.pkl` (end-to-end models and Caffe ImageNet bodies, matched through
 the blob names the model's modules declare), torchvision ImageNet ResNet/ResNeXt state
 dicts (translated to blob names), torchvision detection state dicts, our checkpoints
-and state dicts. Paths may be URLs (see `download.resolve_weights`). Tensors whose
-shapes differ from the model's (a classifier for another number of classes) are skipped
-and listed; a load that sets no tensor at all is an error.
+and state dicts, and tools/train_classifier.py checkpoints (their backbone goes into the
+model's `pydetectron.backbones` backbone, see `classifier.py`). Paths may be URLs (see
+`download.resolve_weights`). Tensors whose shapes differ from the model's (a classifier
+for another number of classes) are skipped and listed; a load that sets no tensor at all is an error.
 """
 
 from __future__ import annotations
