@@ -64,7 +64,7 @@ class OraclePredictor:
 
     def __init__(self, cfg, weights=None, device=None):
         roidb = build_test_dataset(cfg, "shapes_val")
-        self.box_augmentation = SimpleNamespace(enabled=True)
+        self.augmented = True
         self.transform = None
         self.answers = {}
         for i in range(len(roidb)):
