@@ -6,9 +6,12 @@ from pathlib import Path
 import pytest
 
 from pydetectron.config import (
+    ConfigValueError,
     UnsupportedConfigKeyError,
+    assert_and_infer_cfg,
     dependent_keys,
     get_cfg,
+    inferred_keys,
     merge_cfg_from_file,
     merge_cfg_from_list,
     unsupported_keys,
@@ -39,8 +42,9 @@ def is_read(key: str, code: str) -> bool:
 
 def test_every_key_is_read_or_listed_as_unsupported():
     code = code_outside_config()
-    refused, dependent = unsupported_keys(), dependent_keys()
-    unread = [k for k in leaf_keys(get_cfg()) if k not in refused and k not in dependent and not is_read(k, code)]
+    refused, dependent, inferred = unsupported_keys(), dependent_keys(), inferred_keys()
+    listed = refused | dependent | inferred
+    unread = [k for k in leaf_keys(get_cfg()) if k not in listed and not is_read(k, code)]
     assert unread == [], "keys nothing reads: read them, or list them in config._UNSUPPORTED_KEYS"
     stale = [k for k in refused if is_read(k, code) and k.rsplit(".", 1)[-1] not in _SHARED_LEAF_NAMES]
     assert stale == [], "keys listed as unsupported that the code now reads: remove them from the list"
@@ -70,6 +74,21 @@ def test_an_unsupported_key_away_from_its_default_is_refused_with_its_name(key, 
     assert message.startswith(f"{path}: {key}: ") and "\n" not in message
     assert unsupported_keys()[key] in message
     merge_cfg_from_list([key, repr(default)], target=get_cfg())  # the default value is accepted
+
+
+def test_an_inferred_key_may_repeat_its_inferred_value_but_not_contradict_it():
+    cfg = get_cfg()
+    merge_cfg_from_list(["MODEL.FASTER_RCNN", "True", "RPN.RPN_ON", "True", "TEST.PRECOMPUTED_PROPOSALS", "False"], cfg)
+    assert_and_infer_cfg(target=cfg)  # a config dumped after inference merges back unchanged
+    assert cfg.RPN.RPN_ON and not cfg.TEST.PRECOMPUTED_PROPOSALS
+    cfg = get_cfg()
+    merge_cfg_from_list(["MODEL.FASTER_RCNN", "False", "TEST.PRECOMPUTED_PROPOSALS", "False"], cfg)
+    with pytest.raises(ConfigValueError, match=r"^TEST.PRECOMPUTED_PROPOSALS: is inferred from RPN.RPN_ON / RETINA"):
+        assert_and_infer_cfg(target=cfg)
+    cfg = get_cfg()
+    merge_cfg_from_list(["MODEL.SHARE_RES5", "True"], cfg)
+    with pytest.raises(ConfigValueError, match=r"^MODEL.SHARE_RES5: is inferred from MRCNN.ROI_MASK_HEAD"):
+        assert_and_infer_cfg(target=cfg)
 
 
 def test_a_detectron_yaml_with_compatibility_keys_at_their_defaults_loads(tmp_path):

@@ -496,7 +496,6 @@ _RENAMED_KEYS: dict[str, str | tuple[str, str]] = {
 }
 
 _PRECOMPUTED = "precomputed-proposal (Fast R-CNN) models are not supported yet; use an RPN (MODEL.FASTER_RCNN)"
-_INFERRED = "is set by pydetectron from {}; remove it from the config"
 # Keys kept so Detectron / Detectron.pytorch YAMLs load, whose non-default values pydetectron
 # does not implement: setting one to anything but its default is an error with this message.
 _UNSUPPORTED_KEYS: dict[str, str] = {
@@ -515,9 +514,6 @@ _UNSUPPORTED_KEYS: dict[str, str] = {
     "TEST.BBOX_AUG.SCALE_SIZE_DEP": "size-dependent test-time scales are not supported yet",
     "TEST.MASK_AUG.SCALE_SIZE_DEP": "size-dependent test-time scales are not supported yet",
     "TEST.KPS_AUG.SCALE_SIZE_DEP": "size-dependent test-time scales are not supported yet",
-    "TEST.PRECOMPUTED_PROPOSALS": _INFERRED.format("the model type"),
-    "RPN.RPN_ON": _INFERRED.format("MODEL.FASTER_RCNN / MODEL.RPN_ONLY"),
-    "MODEL.SHARE_RES5": _INFERRED.format("MRCNN.ROI_MASK_HEAD / KRCNN.ROI_KEYPOINTS_HEAD"),
     "MODEL.EXECUTION_TYPE": "Caffe2 net types do not apply to PyTorch; remove the key",
     "MODEL.UNSUPERVISED_POSE": "unsupervised pose training is not supported",
     "MRCNN.MEMORY_EFFICIENT_LOSS": "the mask loss is always computed on the sampled foreground only; remove the key",
@@ -527,11 +523,7 @@ _UNSUPPORTED_KEYS: dict[str, str] = {
     "MATLAB": "MATLAB evaluation is not supported; datasets are evaluated with pycocotools",
     "MEMONGER": "Caffe2 memory optimisation does not apply to PyTorch; remove the key",
     "MEMONGER_SHARE_ACTIVATIONS": "Caffe2 memory optimisation does not apply to PyTorch; remove the key",
-    "EXPECTED_RESULTS": "checking expected results is not supported; compare metrics.json instead",
-    "EXPECTED_RESULTS_RTOL": "checking expected results is not supported; compare metrics.json instead",
-    "EXPECTED_RESULTS_ATOL": "checking expected results is not supported; compare metrics.json instead",
-    "EXPECTED_RESULTS_SIGMA_TOL": "checking expected results is not supported; compare metrics.json instead",
-    "EXPECTED_RESULTS_EMAIL": "checking expected results is not supported; compare metrics.json instead",
+    "EXPECTED_RESULTS_EMAIL": "e-mail reports are not sent; test_net.py exits with code 1 on a FAIL instead",
     "DOWNLOAD_CACHE": "set the PYDETECTRON_CACHE environment variable instead",
     "CLUSTER.ON_CLUSTER": "cluster launchers are not supported; use torchrun",
     "POOLING_MODE": "use FAST_RCNN.ROI_XFORM_METHOD (RoIAlign, RoIPoolF) instead",
@@ -545,6 +537,19 @@ _DEPENDENT_KEYS: dict[str, str] = {
     "TEST.MASK_AUG.AREA_TH": "TEST.MASK_AUG.SCALE_SIZE_DEP",
     "TEST.KPS_AUG.AREA_TH": "TEST.KPS_AUG.SCALE_SIZE_DEP",
 }
+
+
+# Keys assert_and_infer_cfg sets from others (a config may only repeat the inferred value).
+_INFERRED_KEYS: dict[str, str] = {
+    "RPN.RPN_ON": "MODEL.FASTER_RCNN / MODEL.RPN_ONLY",
+    "TEST.PRECOMPUTED_PROPOSALS": "RPN.RPN_ON / RETINANET.RETINANET_ON",
+    "MODEL.SHARE_RES5": "MRCNN.ROI_MASK_HEAD / KRCNN.ROI_KEYPOINTS_HEAD",
+}
+
+
+def inferred_keys() -> dict[str, str]:
+    """Keys set by assert_and_infer_cfg: key -> the keys it is inferred from."""
+    return dict(_INFERRED_KEYS)
 
 
 def unsupported_keys() -> dict[str, str]:
@@ -570,6 +575,7 @@ def _value_at(node: AttrDict, full_key: str) -> Any:
     return node
 
 
+_DEFAULTS = _build_defaults()  # read-only: what each key is before any merge
 # The default of each unsupported key (what a config may still set it to).
 _DEFAULT_VALUES = {key: copy.deepcopy(_value_at(cfg, key)) for key in _UNSUPPORTED_KEYS}
 
@@ -873,17 +879,27 @@ def assert_and_infer_cfg(make_immutable: bool = True, target: AttrDict | None = 
     was_frozen = c.is_immutable()
     c.immutable(False)
     try:
-        if c.MODEL.RPN_ONLY or c.MODEL.FASTER_RCNN:
-            c.RPN.RPN_ON = True
-        if c.RPN.RPN_ON or c.RETINANET.RETINANET_ON:
-            c.TEST.PRECOMPUTED_PROPOSALS = False
-        if {c.MRCNN.ROI_MASK_HEAD, c.KRCNN.ROI_KEYPOINTS_HEAD} & _SHARE_RES5_HEADS:
-            c.MODEL.SHARE_RES5 = True
+        _infer(c, "RPN.RPN_ON", bool(c.RPN.RPN_ON or c.MODEL.RPN_ONLY or c.MODEL.FASTER_RCNN))
+        _infer(c, "TEST.PRECOMPUTED_PROPOSALS", not (c.RPN.RPN_ON or c.RETINANET.RETINANET_ON))
+        shares = bool({c.MRCNN.ROI_MASK_HEAD, c.KRCNN.ROI_KEYPOINTS_HEAD} & _SHARE_RES5_HEADS)
+        _infer(c, "MODEL.SHARE_RES5", shares)
         _check_values(c)
     except Exception:
         c.immutable(was_frozen)  # a failed check leaves a mutable config mutable, to be fixed
         raise
     c.immutable(make_immutable or was_frozen)
+
+
+def _infer(c: AttrDict, key: str, value: bool) -> None:
+    """Set an inferred key; a config that set it to something else gets a one-line error."""
+    section, _, name = key.rpartition(".")
+    node = c[section]
+    if node[name] != _value_at(_DEFAULTS, key) and node[name] != value:
+        raise ConfigValueError(
+            f"{key}: is inferred from {_INFERRED_KEYS[key]} (here {value!r}) but the config sets "
+            f"{node[name]!r}; remove it from the config"
+        )
+    node[name] = value
 
 
 # Keys that take one of a few strings (the numeric-convention switches among them).
