@@ -78,6 +78,10 @@ class ConfigFileError(ValueError):
     """A config file that cannot be read safely (bad YAML, unsafe tag, not a mapping)."""
 
 
+class UnsupportedConfigKeyError(ConfigKeyError):
+    """A Detectron key kept so its YAMLs load, set to a value pydetectron does not implement."""
+
+
 class DeprecatedConfigKeyWarning(UserWarning):
     """A Detectron key that no longer has any effect; it is ignored."""
 
@@ -515,11 +519,89 @@ _RENAMED_KEYS: dict[str, str | tuple[str, str]] = {
     ),
 }
 
+_PRECOMPUTED = "precomputed-proposal (Fast R-CNN) models are not supported yet; use an RPN (MODEL.FASTER_RCNN)"
+# Keys kept so Detectron / Detectron.pytorch YAMLs load, whose non-default values pydetectron
+# does not implement: setting one to anything but its default is an error with this message.
+_UNSUPPORTED_KEYS: dict[str, str] = {
+    "TRAIN.BBOX_THRESH": _PRECOMPUTED,
+    "TRAIN.CROWD_FILTER_THRESH": _PRECOMPUTED,
+    "TEST.PROPOSAL_LIMIT": _PRECOMPUTED,
+    "DEDUP_BOXES": _PRECOMPUTED,
+    "TRAIN.GENERATE_PROPOSALS_ON_GPU": "proposals are always generated on the model's device; remove the key",
+    "TEST.GENERATE_PROPOSALS_ON_GPU": "proposals are always generated on the model's device; remove the key",
+    "TRAIN.COPY_WEIGHTS": "not supported; TRAIN.WEIGHTS is read in place",
+    "DATA_LOADER.MINIBATCH_QUEUE_SIZE": "Detectron's Caffe2 queue; set DATA_LOADER.NUM_THREADS (or --nw) instead",
+    "DATA_LOADER.BLOBS_QUEUE_CAPACITY": "Detectron's Caffe2 queue; set DATA_LOADER.NUM_THREADS (or --nw) instead",
+    "TEST.COMPETITION_MODE": "result files are always kept; remove the key",
+    "TEST.FORCE_JSON_DATASET_EVAL": "every dataset is evaluated with the COCO json evaluator already; remove the key",
+    "TEST.CLASS_SPECIFIC_AR": "per-class average recall is not supported yet",
+    "TEST.BBOX_AUG.SCALE_SIZE_DEP": "size-dependent test-time scales are not supported yet",
+    "TEST.MASK_AUG.SCALE_SIZE_DEP": "size-dependent test-time scales are not supported yet",
+    "TEST.KPS_AUG.SCALE_SIZE_DEP": "size-dependent test-time scales are not supported yet",
+    "MODEL.EXECUTION_TYPE": "Caffe2 net types do not apply to PyTorch; remove the key",
+    "MODEL.UNSUPERVISED_POSE": "unsupervised pose training is not supported",
+    "MRCNN.MEMORY_EFFICIENT_LOSS": "the mask loss is always computed on the sampled foreground only; remove the key",
+    "RFCN.PS_GRID_SIZE": "R-FCN models are not supported",
+    "USE_NCCL": "multi-GPU training runs through torchrun (DDP, NCCL on GPUs); remove the key",
+    "EPS": "not used by pydetectron; remove the key",
+    "MATLAB": "MATLAB evaluation is not supported; datasets are evaluated with pycocotools",
+    "MEMONGER": "Caffe2 memory optimisation does not apply to PyTorch; remove the key",
+    "MEMONGER_SHARE_ACTIVATIONS": "Caffe2 memory optimisation does not apply to PyTorch; remove the key",
+    "EXPECTED_RESULTS_EMAIL": "e-mail reports are not sent; test_net.py exits with code 1 on a FAIL instead",
+    "DOWNLOAD_CACHE": "set the PYDETECTRON_CACHE environment variable instead",
+    "CLUSTER.ON_CLUSTER": "cluster launchers are not supported; use torchrun",
+    "POOLING_MODE": "use FAST_RCNN.ROI_XFORM_METHOD (RoIAlign, RoIPoolF) instead",
+    "POOLING_SIZE": "use FAST_RCNN.ROI_XFORM_RESOLUTION (and MRCNN / KRCNN's) instead",
+    "DEBUG": "use the tools' --debug flag instead",
+}
+# Keys that only matter when another key is set: (that key, what it needs to be).
+_DEPENDENT_KEYS: dict[str, str] = {
+    "TEST.BBOX_AUG.AREA_TH_LO": "TEST.BBOX_AUG.SCALE_SIZE_DEP",
+    "TEST.BBOX_AUG.AREA_TH_HI": "TEST.BBOX_AUG.SCALE_SIZE_DEP",
+    "TEST.MASK_AUG.AREA_TH": "TEST.MASK_AUG.SCALE_SIZE_DEP",
+    "TEST.KPS_AUG.AREA_TH": "TEST.KPS_AUG.SCALE_SIZE_DEP",
+}
+
+
+# Keys assert_and_infer_cfg sets from others (a config may only repeat the inferred value).
+_INFERRED_KEYS: dict[str, str] = {
+    "RPN.RPN_ON": "MODEL.FASTER_RCNN / MODEL.RPN_ONLY",
+    "TEST.PRECOMPUTED_PROPOSALS": "RPN.RPN_ON / RETINANET.RETINANET_ON",
+    "MODEL.SHARE_RES5": "MRCNN.ROI_MASK_HEAD / KRCNN.ROI_KEYPOINTS_HEAD",
+}
+
+
+def inferred_keys() -> dict[str, str]:
+    """Keys set by assert_and_infer_cfg: key -> the keys it is inferred from."""
+    return dict(_INFERRED_KEYS)
+
+
+def unsupported_keys() -> dict[str, str]:
+    """Keys accepted only at their default value, each with what to do instead."""
+    return dict(_UNSUPPORTED_KEYS)
+
+
+def dependent_keys() -> dict[str, str]:
+    """Keys read only when another (unsupported) key is set: key -> that key."""
+    return dict(_DEPENDENT_KEYS)
+
+
 # Mask / keypoint heads that run on the box head's res5 output (Detectron.pytorch).
 _SHARE_RES5_HEADS = frozenset({"mask_rcnn_heads.mask_rcnn_fcn_head_v0upshare"})
 
 # The global config. Tools merge into it; `from_cfg` builders read it.
 cfg = _build_defaults()
+
+
+def _value_at(node: AttrDict, full_key: str) -> Any:
+    for part in full_key.split("."):
+        node = node[part]
+    return node
+
+
+_DEFAULTS = _build_defaults()  # read-only: what each key is before any merge
+# The default of each unsupported key (what a config may still set it to).
+_DEFAULT_VALUES = {key: copy.deepcopy(_value_at(cfg, key)) for key in _UNSUPPORTED_KEYS}
 
 
 def get_cfg() -> AttrDict:
@@ -654,7 +736,17 @@ def _merge_into(
                 )
             _merge_into(section, default, full_key + ".", root, source_name)
         else:
-            node[key] = _coerce(full_key, _decode(raw, default), default, source_name)
+            value = _coerce(full_key, _decode(raw, default), default, source_name)
+            _raise_if_unsupported(full_key, value, root, source_name)
+            node[key] = value
+
+
+def _raise_if_unsupported(full_key: str, value: Any, root: AttrDict, source_name: str) -> None:
+    """A kept-for-compatibility key set away from its default: say what to do instead."""
+    if full_key in _UNSUPPORTED_KEYS and value != _DEFAULT_VALUES[full_key]:
+        raise UnsupportedConfigKeyError(
+            f"{source_name}: {full_key}: {value!r} is not supported: {_UNSUPPORTED_KEYS[full_key]}"
+        )
 
 
 def _handle_missing_key(full_key: str, raw: Any, root: AttrDict, source_name: str) -> None:
@@ -811,17 +903,27 @@ def assert_and_infer_cfg(make_immutable: bool = True, target: AttrDict | None = 
     was_frozen = c.is_immutable()
     c.immutable(False)
     try:
-        if c.MODEL.RPN_ONLY or c.MODEL.FASTER_RCNN:
-            c.RPN.RPN_ON = True
-        if c.RPN.RPN_ON or c.RETINANET.RETINANET_ON:
-            c.TEST.PRECOMPUTED_PROPOSALS = False
-        if {c.MRCNN.ROI_MASK_HEAD, c.KRCNN.ROI_KEYPOINTS_HEAD} & _SHARE_RES5_HEADS:
-            c.MODEL.SHARE_RES5 = True
+        _infer(c, "RPN.RPN_ON", bool(c.RPN.RPN_ON or c.MODEL.RPN_ONLY or c.MODEL.FASTER_RCNN))
+        _infer(c, "TEST.PRECOMPUTED_PROPOSALS", not (c.RPN.RPN_ON or c.RETINANET.RETINANET_ON))
+        shares = bool({c.MRCNN.ROI_MASK_HEAD, c.KRCNN.ROI_KEYPOINTS_HEAD} & _SHARE_RES5_HEADS)
+        _infer(c, "MODEL.SHARE_RES5", shares)
         _check_values(c)
     except Exception:
         c.immutable(was_frozen)  # a failed check leaves a mutable config mutable, to be fixed
         raise
     c.immutable(make_immutable or was_frozen)
+
+
+def _infer(c: AttrDict, key: str, value: bool) -> None:
+    """Set an inferred key; a config that set it to something else gets a one-line error."""
+    section, _, name = key.rpartition(".")
+    node = c[section]
+    if node[name] != _value_at(_DEFAULTS, key) and node[name] != value:
+        raise ConfigValueError(
+            f"{key}: is inferred from {_INFERRED_KEYS[key]} (here {value!r}) but the config sets "
+            f"{node[name]!r}; remove it from the config"
+        )
+    node[name] = value
 
 
 # Keys that take one of a few strings (the numeric-convention switches among them).

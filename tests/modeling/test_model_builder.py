@@ -167,3 +167,15 @@ def test_unsupported_settings_are_named():
         build_model(cfg)
     cfg.FAST_RCNN.ROI_BOX_HEAD = "head_builder.add_roi_2mlp_head"  # an early Detectron name
     assert build_model(cfg).roi_heads.box.head.dim_out == 1024
+
+
+def test_freeze_conv_body_trains_the_heads_only():
+    torch.manual_seed(0)
+    cfg = load("shapes/e2e_mask_rcnn_R-50-FPN_shapes.yaml", ["TRAIN.FREEZE_CONV_BODY", "True"])
+    model = build_model(cfg)
+    assert not any(p.requires_grad for p in model.body.parameters())
+    images, im_info, targets = small_batch(cfg.MODEL.NUM_CLASSES, 0)
+    losses = model.train()(images, im_info, targets)
+    sum(v for k, v in losses.items() if k.startswith("loss")).backward()
+    assert all(p.grad is None for p in model.body.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.rpn.parameters())
