@@ -11,7 +11,6 @@ focal loss, which torchvision lacks, it is the unfused PyTorch expression.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 import torchvision
 
 import pydetectron.ops as ops
+from pydetectron.engine.cli import ToolArgumentParser
 
 IMAGE_H, IMAGE_W = 800, 1216
 
@@ -247,7 +247,7 @@ def measure(case: Case, repeats: int, device: str) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ToolArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
