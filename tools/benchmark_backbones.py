@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pydetectron import backbones
+from pydetectron.engine.cli import ToolArgumentParser
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ def markdown(results: list[dict], speed: bool) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ToolArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", help="comma-separated backbone names (default: every row)")
     p.add_argument("--no-speed", action="store_true", help="parameters and FLOPs only")
     p.add_argument("--batch-size", type=int, default=1)

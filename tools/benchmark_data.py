@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pydetectron.engine.cli import ToolArgumentParser
+
 COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 
 
@@ -201,7 +203,7 @@ def loader_throughput(data_dir: Path, batches: int, workers: list[int]) -> list[
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--annotations", type=int, default=800_000)
     parser.add_argument("--loader-batches", type=int, default=50)

@@ -16,7 +16,6 @@ op's own compute time; with more it is the sum over the threads).
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 import torchvision
 
 import pydetectron.ops as ops
+from pydetectron.engine.cli import ToolArgumentParser
 
 IMAGE_H, IMAGE_W = 800, 1216
 
@@ -257,7 +257,7 @@ def measure(case: Case, repeats: int, device: str, clock: Callable[[], float]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ToolArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -25,6 +25,8 @@ from collections.abc import Callable
 
 import torch
 
+from pydetectron.engine.cli import ToolArgumentParser
+
 # ours -> timm's same architecture, at 224 (each family's representative sizes)
 MODELS = {
     "vit_s16": "vit_small_patch16_224",
@@ -86,7 +88,7 @@ def time_side(side: str, name: str, args) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated names (of: %(default)s)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--iters", type=int, default=5, help="timed batches per process")

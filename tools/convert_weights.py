@@ -33,6 +33,7 @@ from pydetectron.config import (
     merge_cfg_from_list,
 )
 from pydetectron.engine.checkpoint import atomic_write
+from pydetectron.engine.cli import ToolArgumentParser
 from pydetectron.modeling.model_builder import build_model
 from pydetectron.weights import (
     LoadReport,
@@ -48,7 +49,7 @@ logger = logging.getLogger("convert_weights")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("direction", choices=("to_pth", "to_pkl"), help="to_pth: Detectron -> ours; to_pkl: back")
     parser.add_argument("weights", help="input weights: a path or URL (to_pth), our checkpoint (to_pkl)")
     parser.add_argument("output", help="file to write (.pth for to_pth, .pkl for to_pkl)")

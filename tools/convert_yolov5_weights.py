@@ -23,12 +23,13 @@ import sys
 import torch
 
 from pydetectron.backbones.toolbox.yolov5_weights import from_ultralytics, to_ultralytics
+from pydetectron.engine.cli import ToolArgumentParser
 
 logger = logging.getLogger("convert_yolov5_weights")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("src", help="weights file to read (read with weights_only=True)")
     parser.add_argument("dst", help="state dict file to write")
     parser.add_argument(

@@ -53,6 +53,7 @@ from pydetectron.evaluation import (
 )
 from pydetectron.evaluation.coco_eval import write_json
 from pydetectron.evaluation.detection_store import weights_identity
+from pydetectron.evaluation.expected_results import check_expected_results
 from pydetectron.utils.logging import setup_logging
 from pydetectron.utils.vis import vis_one_image
 from pydetectron.weights import resolve_weights
@@ -382,6 +383,23 @@ def _main(argv: list[str]) -> int:
         torch.distributed.destroy_process_group()
     if total and failures == total:
         logger.error("No image could be processed")
+        return 1
+    if all_metrics and cfg.EXPECTED_RESULTS:
+        return check_metrics(all_metrics, cfg)
+    return 0
+
+
+def check_metrics(all_metrics: dict[str, dict], cfg: AttrDict) -> int:
+    """EXPECTED_RESULTS: exit code 1 when a metric is out of its tolerance."""
+    try:
+        failed = check_expected_results(
+            all_metrics, cfg.EXPECTED_RESULTS, cfg.EXPECTED_RESULTS_ATOL, cfg.EXPECTED_RESULTS_RTOL,
+            cfg.EXPECTED_RESULTS_SIGMA_TOL,
+        )  # fmt: skip
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if failed:
+        logger.error("%d of %d EXPECTED_RESULTS out of tolerance", len(failed), len(cfg.EXPECTED_RESULTS))
         return 1
     return 0
 

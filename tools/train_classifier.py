@@ -58,6 +58,7 @@ from pydetectron.classification import (
     warmup_cosine_factor,
     write_shapes_image_folder,
 )
+from pydetectron.engine.cli import ToolArgumentParser
 
 logger = logging.getLogger("train_classifier")
 
@@ -82,7 +83,7 @@ DEFAULTS = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = ToolArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--backbone", required=True, help="a registered backbone name (pydetectron.backbones)")
     p.add_argument("--train", required=True, help="ImageFolder directory, or tar shards with --webdataset")
     p.add_argument("--val", required=True, help="ImageFolder directory, or tar shards with --webdataset")

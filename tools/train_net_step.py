@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--nw", dest="num_workers", type=_at_least(0), help="data loading workers (DATA_LOADER.NUM_THREADS)"
     )
     parser.add_argument("--iter_size", default=1, type=_at_least(1), help="update once every iter_size minibatches")
-    parser.add_argument("--o", dest="optimizer", choices=("SGD", "Adam"), help="optimizer (SOLVER.TYPE)")
+    parser.add_argument("--o", dest="optimizer", choices=("SGD", "Adam", "AdamW"), help="optimizer (SOLVER.TYPE)")
     parser.add_argument("--lr", type=float, help="base learning rate (after the batch-size adaptation)")
     parser.add_argument("--lr_decay_gamma", type=float, help="learning rate decay rate (SOLVER.GAMMA)")
     parser.add_argument("--start_step", default=0, type=_at_least(0), help="first step (0-based) when not resuming")
@@ -254,9 +254,18 @@ def output_dir_for(args: argparse.Namespace, resume_path: str | None) -> Path:
     return Path("Outputs") / cfg_name / run_name
 
 
-def resume_path_for(args: argparse.Namespace) -> str | None:
-    """The checkpoint to resume from: --load_ckpt, else the newest in --output_dir/ckpt."""
+def resume_path_for(args: argparse.Namespace, cfg: AttrDict) -> str | None:
+    """The checkpoint to resume from: --load_ckpt, else the newest in --output_dir/ckpt.
+
+    Without --resume, TRAIN.AUTO_RESUME (Detectron's default) resumes from --output_dir's
+    newest checkpoint when there is one and no weights flag says where to start.
+    """
     if not args.resume:
+        if cfg.TRAIN.AUTO_RESUME and args.output_dir and not (args.load_ckpt or args.load_detectron):
+            latest = Checkpointer(Path(args.output_dir) / "ckpt").latest()
+            if latest is not None:
+                logger.info("TRAIN.AUTO_RESUME: %s holds a checkpoint; resuming from it", args.output_dir)
+                return str(latest)
         return None
     if args.load_detectron:
         raise UsageError("--resume is not supported with --load_detectron (it holds no training state)")
@@ -386,7 +395,7 @@ def train(args: argparse.Namespace, device: torch.device, dist_info: Distributed
     roidb = build_train_roidb(cfg)
     logger.info("%d roidb entries from %s", len(roidb), ", ".join(cfg.TRAIN.DATASETS))
     set_num_classes(cfg, roidb.num_classes, args)
-    resume_path = resume_path_for(args)
+    resume_path = resume_path_for(args, cfg)
     checkpoint = read_resume_checkpoint(resume_path) if resume_path is not None else None
     output_dir = Path(all_gather_objects(str(output_dir_for(args, resume_path).absolute()))[0])
     cfg.OUTPUT_DIR = str(output_dir)  # test_net.py writes to <OUTPUT_DIR>/test by default

@@ -79,6 +79,10 @@ class ConfigFileError(ValueError):
     """A config file that cannot be read safely (bad YAML, unsafe tag, not a mapping)."""
 
 
+class UnsupportedConfigKeyError(ConfigKeyError):
+    """A Detectron key kept so its YAMLs load, set to a value pydetectron does not implement."""
+
+
 class DeprecatedConfigKeyWarning(UserWarning):
     """A Detectron key that no longer has any effect; it is ignored."""
 
@@ -261,7 +265,10 @@ def _retinanet_defaults() -> AttrDict:
 
 def _solver_defaults() -> AttrDict:
     s = AttrDict()
-    s.TYPE = "SGD"  # 'SGD' or 'Adam'
+    s.TYPE = "SGD"  # 'SGD', 'Adam' or 'AdamW' (any case)
+    s.BETAS = (0.9, 0.999)  # [pydetectron] Adam / AdamW betas
+    s.EPS = 1e-8  # [pydetectron] Adam / AdamW epsilon
+    s.LAYER_DECAY = 1.0  # [pydetectron] AdamW layer-wise LR decay of a ported backbone (ViTDet: 0.7); 1.0 = off
     s.BASE_LR = 0.001
     s.LR_POLICY = "step"  # 'step', 'steps_with_decay', 'steps_with_lrs', 'cosine_decay', ...
     s.GAMMA = 0.1  # decay factor of the step policies; final/initial LR for 'exp_decay'
@@ -409,6 +416,26 @@ def _group_norm_defaults() -> AttrDict:
     return g
 
 
+def _toolbox_defaults() -> AttrDict:
+    """[pydetectron] Options of the `toolbox.<backbone>+<neck>` conv bodies (MODEL.CONV_BODY)."""
+    t = AttrDict()
+    t.PRETRAINED = ""  # local backbone weights: a train_classifier.py checkpoint, timm .safetensors / .pth, ...
+    t.BACKBONE_KWARGS = ""  # extra constructor arguments as a Python dict literal, e.g. "{'depths': (1, 1, 2, 1)}"
+    t.NORM = ""  # '' keeps the backbone's own norms; 'FrozenBN' freezes every BatchNorm2d's statistics and affine
+    t.FREEZE_AT = 0  # 0 trains all; k > 0 freezes the parameters that the maps at strides <= 2**k depend on
+    t.OUT_NORMS = True  # Swin / ConvNeXt: a LayerNorm on each output map (their detection papers)
+    t.DROP_PATH_RATE = 0.0  # stochastic depth of the ported backbones (ViT, Swin, ConvNeXt, ...)
+    t.IMG_SIZE = 0  # ViT / Swin pre-training size its position tables are made for (0: the variant's default)
+    t.VIT_WINDOW_SIZE = 14  # ViT with simple_fpn: window attention size in the non-global blocks (0: all global)
+    t.VIT_GLOBAL_BLOCKS = ()  # ViT with simple_fpn: global-attention blocks; () = 4 evenly spaced (B: 2, 5, 8, 11)
+    t.VIT_REL_POS = True  # ViT with simple_fpn: decomposed relative position bias in every block (ViTDet)
+    t.NECK_CHANNELS = 256  # width of every neck output (the RPN and RoI heads read it)
+    t.NECK_NORM = ""  # neck conv norm: '' the neck's own (BN; LN for simple_fpn), 'none', 'BN', 'GN', 'FrozenBN', 'LN'
+    t.NECK_FUSION = "sum"  # fpn / pan / semantic_fpn: 'sum' or 'concat' of lateral and top-down maps
+    t.NECK_LAYERS = 1  # bifpn: number of repeated BiFPN layers
+    return t
+
+
 def _build_defaults() -> AttrDict:
     """A fresh tree holding every default value."""
     c = AttrDict()
@@ -426,6 +453,7 @@ def _build_defaults() -> AttrDict:
     c.RFCN = AttrDict(PS_GRID_SIZE=3)  # position-sensitive RoI pooling grid
     c.RESNETS = _resnets_defaults()
     c.GROUP_NORM = _group_norm_defaults()
+    c.TOOLBOX = _toolbox_defaults()
     c.NUM_GPUS = 1
     c.USE_NCCL = False
     c.DEDUP_BOXES = 1.0 / 16.0  # scale used to find boxes equal in feature space
@@ -508,11 +536,89 @@ _RENAMED_KEYS: dict[str, str | tuple[str, str]] = {
     ),
 }
 
+_PRECOMPUTED = "precomputed-proposal (Fast R-CNN) models are not supported yet; use an RPN (MODEL.FASTER_RCNN)"
+# Keys kept so Detectron / Detectron.pytorch YAMLs load, whose non-default values pydetectron
+# does not implement: setting one to anything but its default is an error with this message.
+_UNSUPPORTED_KEYS: dict[str, str] = {
+    "TRAIN.BBOX_THRESH": _PRECOMPUTED,
+    "TRAIN.CROWD_FILTER_THRESH": _PRECOMPUTED,
+    "TEST.PROPOSAL_LIMIT": _PRECOMPUTED,
+    "DEDUP_BOXES": _PRECOMPUTED,
+    "TRAIN.GENERATE_PROPOSALS_ON_GPU": "proposals are always generated on the model's device; remove the key",
+    "TEST.GENERATE_PROPOSALS_ON_GPU": "proposals are always generated on the model's device; remove the key",
+    "TRAIN.COPY_WEIGHTS": "not supported; TRAIN.WEIGHTS is read in place",
+    "DATA_LOADER.MINIBATCH_QUEUE_SIZE": "Detectron's Caffe2 queue; set DATA_LOADER.NUM_THREADS (or --nw) instead",
+    "DATA_LOADER.BLOBS_QUEUE_CAPACITY": "Detectron's Caffe2 queue; set DATA_LOADER.NUM_THREADS (or --nw) instead",
+    "TEST.COMPETITION_MODE": "result files are always kept; remove the key",
+    "TEST.FORCE_JSON_DATASET_EVAL": "every dataset is evaluated with the COCO json evaluator already; remove the key",
+    "TEST.CLASS_SPECIFIC_AR": "per-class average recall is not supported yet",
+    "TEST.BBOX_AUG.SCALE_SIZE_DEP": "size-dependent test-time scales are not supported yet",
+    "TEST.MASK_AUG.SCALE_SIZE_DEP": "size-dependent test-time scales are not supported yet",
+    "TEST.KPS_AUG.SCALE_SIZE_DEP": "size-dependent test-time scales are not supported yet",
+    "MODEL.EXECUTION_TYPE": "Caffe2 net types do not apply to PyTorch; remove the key",
+    "MODEL.UNSUPERVISED_POSE": "unsupervised pose training is not supported",
+    "MRCNN.MEMORY_EFFICIENT_LOSS": "the mask loss is always computed on the sampled foreground only; remove the key",
+    "RFCN.PS_GRID_SIZE": "R-FCN models are not supported",
+    "USE_NCCL": "multi-GPU training runs through torchrun (DDP, NCCL on GPUs); remove the key",
+    "EPS": "not used by pydetectron; remove the key",
+    "MATLAB": "MATLAB evaluation is not supported; datasets are evaluated with pycocotools",
+    "MEMONGER": "Caffe2 memory optimisation does not apply to PyTorch; remove the key",
+    "MEMONGER_SHARE_ACTIVATIONS": "Caffe2 memory optimisation does not apply to PyTorch; remove the key",
+    "EXPECTED_RESULTS_EMAIL": "e-mail reports are not sent; test_net.py exits with code 1 on a FAIL instead",
+    "DOWNLOAD_CACHE": "set the PYDETECTRON_CACHE environment variable instead",
+    "CLUSTER.ON_CLUSTER": "cluster launchers are not supported; use torchrun",
+    "POOLING_MODE": "use FAST_RCNN.ROI_XFORM_METHOD (RoIAlign, RoIPoolF) instead",
+    "POOLING_SIZE": "use FAST_RCNN.ROI_XFORM_RESOLUTION (and MRCNN / KRCNN's) instead",
+    "DEBUG": "use the tools' --debug flag instead",
+}
+# Keys that only matter when another key is set: (that key, what it needs to be).
+_DEPENDENT_KEYS: dict[str, str] = {
+    "TEST.BBOX_AUG.AREA_TH_LO": "TEST.BBOX_AUG.SCALE_SIZE_DEP",
+    "TEST.BBOX_AUG.AREA_TH_HI": "TEST.BBOX_AUG.SCALE_SIZE_DEP",
+    "TEST.MASK_AUG.AREA_TH": "TEST.MASK_AUG.SCALE_SIZE_DEP",
+    "TEST.KPS_AUG.AREA_TH": "TEST.KPS_AUG.SCALE_SIZE_DEP",
+}
+
+
+# Keys assert_and_infer_cfg sets from others (a config may only repeat the inferred value).
+_INFERRED_KEYS: dict[str, str] = {
+    "RPN.RPN_ON": "MODEL.FASTER_RCNN / MODEL.RPN_ONLY",
+    "TEST.PRECOMPUTED_PROPOSALS": "RPN.RPN_ON / RETINANET.RETINANET_ON",
+    "MODEL.SHARE_RES5": "MRCNN.ROI_MASK_HEAD / KRCNN.ROI_KEYPOINTS_HEAD",
+}
+
+
+def inferred_keys() -> dict[str, str]:
+    """Keys set by assert_and_infer_cfg: key -> the keys it is inferred from."""
+    return dict(_INFERRED_KEYS)
+
+
+def unsupported_keys() -> dict[str, str]:
+    """Keys accepted only at their default value, each with what to do instead."""
+    return dict(_UNSUPPORTED_KEYS)
+
+
+def dependent_keys() -> dict[str, str]:
+    """Keys read only when another (unsupported) key is set: key -> that key."""
+    return dict(_DEPENDENT_KEYS)
+
+
 # Mask / keypoint heads that run on the box head's res5 output (Detectron.pytorch).
 _SHARE_RES5_HEADS = frozenset({"mask_rcnn_heads.mask_rcnn_fcn_head_v0upshare"})
 
 # The global config. Tools merge into it; `from_cfg` builders read it.
 cfg = _build_defaults()
+
+
+def _value_at(node: AttrDict, full_key: str) -> Any:
+    for part in full_key.split("."):
+        node = node[part]
+    return node
+
+
+_DEFAULTS = _build_defaults()  # read-only: what each key is before any merge
+# The default of each unsupported key (what a config may still set it to).
+_DEFAULT_VALUES = {key: copy.deepcopy(_value_at(cfg, key)) for key in _UNSUPPORTED_KEYS}
 
 
 def get_cfg() -> AttrDict:
@@ -647,7 +753,17 @@ def _merge_into(
                 )
             _merge_into(section, default, full_key + ".", root, source_name)
         else:
-            node[key] = _coerce(full_key, _decode(raw, default), default, source_name)
+            value = _coerce(full_key, _decode(raw, default), default, source_name)
+            _raise_if_unsupported(full_key, value, root, source_name)
+            node[key] = value
+
+
+def _raise_if_unsupported(full_key: str, value: Any, root: AttrDict, source_name: str) -> None:
+    """A kept-for-compatibility key set away from its default: say what to do instead."""
+    if full_key in _UNSUPPORTED_KEYS and value != _DEFAULT_VALUES[full_key]:
+        raise UnsupportedConfigKeyError(
+            f"{source_name}: {full_key}: {value!r} is not supported: {_UNSUPPORTED_KEYS[full_key]}"
+        )
 
 
 def _handle_missing_key(full_key: str, raw: Any, root: AttrDict, source_name: str) -> None:
@@ -805,19 +921,29 @@ def assert_and_infer_cfg(make_immutable: bool = True, target: AttrDict | None = 
     was_frozen = c.is_immutable()
     c.immutable(False)
     try:
-        if c.MODEL.TYPE == "retinanet":
+        if c.MODEL.TYPE == "retinanet":  # a switch of its own too (Detectron configs set it)
             c.RETINANET.RETINANET_ON = True
-        if c.MODEL.RPN_ONLY or c.MODEL.FASTER_RCNN:
-            c.RPN.RPN_ON = True
-        if c.RPN.RPN_ON or c.RETINANET.RETINANET_ON:
-            c.TEST.PRECOMPUTED_PROPOSALS = False
-        if {c.MRCNN.ROI_MASK_HEAD, c.KRCNN.ROI_KEYPOINTS_HEAD} & _SHARE_RES5_HEADS:
-            c.MODEL.SHARE_RES5 = True
+        _infer(c, "RPN.RPN_ON", bool(c.RPN.RPN_ON or c.MODEL.RPN_ONLY or c.MODEL.FASTER_RCNN))
+        _infer(c, "TEST.PRECOMPUTED_PROPOSALS", not (c.RPN.RPN_ON or c.RETINANET.RETINANET_ON))
+        shares = bool({c.MRCNN.ROI_MASK_HEAD, c.KRCNN.ROI_KEYPOINTS_HEAD} & _SHARE_RES5_HEADS)
+        _infer(c, "MODEL.SHARE_RES5", shares)
         _check_values(c)
     except Exception:
         c.immutable(was_frozen)  # a failed check leaves a mutable config mutable, to be fixed
         raise
     c.immutable(make_immutable or was_frozen)
+
+
+def _infer(c: AttrDict, key: str, value: bool) -> None:
+    """Set an inferred key; a config that set it to something else gets a one-line error."""
+    section, _, name = key.rpartition(".")
+    node = c[section]
+    if node[name] != _value_at(_DEFAULTS, key) and node[name] != value:
+        raise ConfigValueError(
+            f"{key}: is inferred from {_INFERRED_KEYS[key]} (here {value!r}) but the config sets "
+            f"{node[name]!r}; remove it from the config"
+        )
+    node[name] = value
 
 
 # Keys that take one of a few strings (the numeric-convention switches among them).
@@ -836,6 +962,9 @@ _CHOICES = {
     "RETINANET.ANCHOR_CONVENTION": ("detectron", "torchvision"),
     "RETINANET.LOW_QUALITY_MATCHES": ("unless_background", "always", "none"),
     "RETINANET.LOSS_NORMALIZATION": ("batch_fg_plus_one", "per_image_fg"),
+    "TOOLBOX.NORM": ("", "FrozenBN"),
+    "TOOLBOX.NECK_NORM": ("", "none", "BN", "GN", "FrozenBN", "LN"),
+    "TOOLBOX.NECK_FUSION": ("sum", "concat"),
 }
 
 
@@ -847,6 +976,18 @@ def _check_values(c: AttrDict) -> None:
         _require(len(c[key]) == 3, key, "must hold 3 values (one per channel)", c)
     _require(all(s > 0 for s in c.PIXEL_STDS), "PIXEL_STDS", "must be positive", c)
     _require(c.SOLVER.CLIP_GRAD_NORM >= 0, "SOLVER.CLIP_GRAD_NORM", "must be >= 0 (0 = off)", c)
+    _require(
+        str(c.SOLVER.TYPE).lower() in ("sgd", "adam", "adamw"), "SOLVER.TYPE", "must be 'SGD', 'Adam' or 'AdamW'", c
+    )
+    _require(len(c.SOLVER.BETAS) == 2, "SOLVER.BETAS", "must hold 2 values", c)
+    _require(0.0 < c.SOLVER.LAYER_DECAY <= 1.0, "SOLVER.LAYER_DECAY", "must lie in (0, 1] (1 = off)", c)
+    _require(
+        c.SOLVER.LAYER_DECAY == 1.0 or str(c.SOLVER.TYPE).lower() == "adamw",
+        "SOLVER.LAYER_DECAY",
+        "needs SOLVER.TYPE 'AdamW'",
+        c,
+    )
+    _require(0 <= c.TOOLBOX.FREEZE_AT <= 5, "TOOLBOX.FREEZE_AT", "must lie in 0..5", c)
     _require(c.TRAIN.EVAL_PERIOD >= 0, "TRAIN.EVAL_PERIOD", "must be >= 0 (0 = off)", c)
     _require(0.0 <= c.TRAIN.EMA_DECAY < 1.0, "TRAIN.EMA_DECAY", "must lie in [0, 1) (0 = off)", c)
     for key, allowed in _CHOICES.items():

@@ -101,7 +101,7 @@ def test_evaluation_names_and_skips_a_truncated_image(data_dir, caplog):
     roidb = build_test_dataset(cfg, "shapes_val")
 
     class NoModel:
-        box_augmentation = type("Off", (), {"enabled": True})()
+        augmented = True
         transform = None
 
         def predict_augmented(self, image):

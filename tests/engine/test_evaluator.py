@@ -21,7 +21,7 @@ class GroundTruthPredictor:
 
     def __init__(self, roidb):
         self.model = torch.nn.Linear(1, 1, bias=False)
-        self.box_augmentation = SimpleNamespace(enabled=True)
+        self.augmented = True
         self.transform = None
         self.answers = {}
         for i in range(len(roidb)):

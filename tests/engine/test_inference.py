@@ -11,16 +11,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
 from evaluation_fixtures import one_torch_thread, tiny_cfg  # noqa: E402
 
-from pydetectron.config import get_cfg, merge_cfg_from_list  # noqa: E402
-from pydetectron.engine.inference import (  # noqa: E402
+from pydetectron.config import UnsupportedConfigKeyError, get_cfg, merge_cfg_from_list  # noqa: E402
+from pydetectron.engine.predictor import Predictor  # noqa: E402
+from pydetectron.engine.test_time_augmentation import (  # noqa: E402
     BoxAugmentation,
     View,
-    detect_with_box_augmentation,
-    flip_boxes,
+    detect_with_augmentation,
     score_view,
 )
-from pydetectron.engine.predictor import Predictor  # noqa: E402
 from pydetectron.modeling.model_builder import build_model  # noqa: E402
+from pydetectron.structures.boxes import flip_boxes  # noqa: E402
 
 # 128 x 160 needs no resize and no padding at TEST.SCALE 128: flipped inputs are exact mirrors.
 H, W = 128, 160
@@ -97,8 +97,10 @@ def test_heuristic_settings_are_checked():
     with pytest.raises(ValueError, match="COORD_HEUR must be one of"):
         BoxAugmentation(True, score_heur="AVG", coord_heur="MAX")
     cfg = get_cfg()
-    merge_cfg_from_list([AUG + "ENABLED", "True", AUG + "SCALE_SIZE_DEP", "True"], target=cfg)
-    with pytest.raises(NotImplementedError, match="SCALE_SIZE_DEP"):
+    with pytest.raises(UnsupportedConfigKeyError, match="TEST.BBOX_AUG.SCALE_SIZE_DEP: True is not supported"):
+        merge_cfg_from_list([AUG + "ENABLED", "True", AUG + "SCALE_SIZE_DEP", "True"], target=cfg)
+    cfg.TEST.BBOX_AUG.ENABLED = cfg.TEST.BBOX_AUG.SCALE_SIZE_DEP = True  # set in code, not merged
+    with pytest.raises(ValueError, match="SCALE_SIZE_DEP"):
         BoxAugmentation.from_cfg(cfg)
 
 
@@ -186,5 +188,5 @@ def test_multi_scale_flip_union_runs_and_stays_in_the_image(state, image):
     assert len(out) > 0 and out.image_size == (H, W)
     assert out.boxes.min() >= 0 and out.boxes[:, [0, 2]].max() <= W - 1 and out.boxes[:, [1, 3]].max() <= H - 1
     with torch.no_grad():
-        direct = detect_with_box_augmentation(aug.model, image, aug.transform, aug.box_augmentation)
+        direct = detect_with_augmentation(aug.model, image, aug.transform, aug.box_augmentation)
     np.testing.assert_allclose(direct.scores.numpy(), out.scores)

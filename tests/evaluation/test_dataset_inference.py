@@ -15,7 +15,7 @@ class FakePredictor:
     """Returns the roidb's ground truth of the image it is shown (found by image size)."""
 
     def __init__(self, roidb, augmented=False, fail_on_height=None):
-        self.box_augmentation = SimpleNamespace(enabled=augmented)
+        self.augmented = augmented
         self.transform = self.prepare
         self.fail_on_height = fail_on_height
         self.by_size = {}

@@ -41,6 +41,9 @@ MODEL_CONFIGS = [
     "shapes/e2e_faster_rcnn_R-50-FPN_shapes.yaml",
     "shapes/e2e_mask_rcnn_R-50-FPN_shapes.yaml",
     "shapes/e2e_keypoint_rcnn_R-50-FPN_shapes.yaml",
+    "toolbox/shapes_mask_rcnn_vovnet19_slim_ese_fpn.yaml",
+    "toolbox/shapes_mask_rcnn_convnextv2_a_fpn.yaml",
+    "toolbox/shapes_mask_rcnn_vit_ti16_simple_fpn.yaml",
 ]
 SMALL = ["TRAIN.BATCH_SIZE_PER_IM", "64", "TRAIN.RPN_PRE_NMS_TOP_N", "300", "TRAIN.RPN_POST_NMS_TOP_N", "100",
          "TEST.RPN_PRE_NMS_TOP_N", "300", "TEST.RPN_POST_NMS_TOP_N", "50", "TEST.SCORE_THRESH", "0.0",
@@ -166,3 +169,15 @@ def test_unsupported_settings_are_named():
         build_model(cfg)
     cfg.FAST_RCNN.ROI_BOX_HEAD = "head_builder.add_roi_2mlp_head"  # an early Detectron name
     assert build_model(cfg).roi_heads.box.head.dim_out == 1024
+
+
+def test_freeze_conv_body_trains_the_heads_only():
+    torch.manual_seed(0)
+    cfg = load("shapes/e2e_mask_rcnn_R-50-FPN_shapes.yaml", ["TRAIN.FREEZE_CONV_BODY", "True"])
+    model = build_model(cfg)
+    assert not any(p.requires_grad for p in model.body.parameters())
+    images, im_info, targets = small_batch(cfg.MODEL.NUM_CLASSES, 0)
+    losses = model.train()(images, im_info, targets)
+    sum(v for k, v in losses.items() if k.startswith("loss")).backward()
+    assert all(p.grad is None for p in model.body.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.rpn.parameters())

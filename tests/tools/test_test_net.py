@@ -64,7 +64,7 @@ class OraclePredictor:
 
     def __init__(self, cfg, weights=None, device=None):
         roidb = build_test_dataset(cfg, "shapes_val")
-        self.box_augmentation = SimpleNamespace(enabled=True)
+        self.augmented = True
         self.transform = None
         self.answers = {}
         for i in range(len(roidb)):
@@ -219,3 +219,15 @@ def test_short_trained_checkpoint_reports_positive_ap(tool, tmp_path_factory, tm
     assert bbox["AP"] > 0.0 and bbox["AP50"] > 0.0
     json_file = data_dir / "shapes" / "shapes_val" / "annotations.json"
     assert bbox == pytest.approx(direct_ap(json_file, tmp_path / "test" / "bbox_shapes_val_results.json"))
+
+
+def test_expected_results_pass_and_fail_set_the_exit_code(tool, data_dir, random_ckpt, tmp_path, monkeypatch, caplog):
+    """EXPECTED_RESULTS (Detectron's task names) checked against what the evaluation measured (AP 1.0)."""
+    monkeypatch.setattr(tool, "Predictor", OraclePredictor)
+    passing = "[['shapes_val', 'box', 'AP', 0.99], ['shapes_val', 'bbox', 'AP50', [1.0, 0.01]]]"
+    with caplog.at_level("INFO"):
+        assert run(tool, random_ckpt, data_dir, tmp_path / "a", "--set", "EXPECTED_RESULTS", passing) == 0
+    assert any(r.getMessage().startswith("PASS: shapes_val > box > AP") for r in caplog.records)
+    failing = "[['shapes_val', 'box', 'AP', 0.5]]"
+    assert run(tool, random_ckpt, data_dir, tmp_path / "b", "--set", "EXPECTED_RESULTS", failing) == 1
+    assert any(r.getMessage().startswith("FAIL: shapes_val > box > AP") for r in caplog.records)

@@ -155,7 +155,23 @@ def test_dataset_flag_forms(tool, tmp_path):
     with pytest.raises(UsageError, match="unknown dataset"):
         tool.resolve_datasets(tool.parse_args(["--dataset", "no_such_set", "--cfg", str(CONFIG)]))
     with pytest.raises(UsageError, match="--resume needs --load_ckpt"):
-        tool.resume_path_for(tool.parse_args(["--dataset", "shapes", "--cfg", str(CONFIG), "--resume"]))
+        tool.resume_path_for(tool.parse_args(["--dataset", "shapes", "--cfg", str(CONFIG), "--resume"]), get_cfg())
+
+
+def test_auto_resume_picks_the_output_dirs_newest_checkpoint(tool, tmp_path):
+    """TRAIN.AUTO_RESUME (Detectron's default): a rerun into the same --output_dir continues it."""
+    Checkpointer(tmp_path / "ckpt").save({"step": 7, "model": {}})
+    args = tool.parse_args(["--dataset", "shapes", "--cfg", str(CONFIG), "--output_dir", str(tmp_path)])
+    assert tool.resume_path_for(args, get_cfg()) == str(tmp_path / "ckpt" / "model_step7.pth")
+    no_auto = get_cfg()
+    no_auto.TRAIN.AUTO_RESUME = False
+    assert tool.resume_path_for(args, no_auto) is None
+    fresh = tool.parse_args(["--dataset", "shapes", "--cfg", str(CONFIG), "--output_dir", str(tmp_path / "new")])
+    assert tool.resume_path_for(fresh, get_cfg()) is None
+    finetune = tool.parse_args(
+        ["--dataset", "shapes", "--cfg", str(CONFIG), "--output_dir", str(tmp_path), "--load_ckpt", "w.pth"]
+    )
+    assert tool.resume_path_for(finetune, get_cfg()) is None
 
 
 def test_load_detectron_reports_clearly(tool, tmp_path):
@@ -166,7 +182,7 @@ def test_load_detectron_reports_clearly(tool, tmp_path):
         tool.initialise_weights(torch.nn.Linear(2, 2), args, get_cfg(), resuming=False)
     with pytest.raises(UsageError, match="--resume is not supported with --load_detectron"):
         tool.resume_path_for(
-            tool.parse_args(["--dataset", "s", "--cfg", str(CONFIG), "--load_detectron", "a", "--resume"])
+            tool.parse_args(["--dataset", "s", "--cfg", str(CONFIG), "--load_detectron", "a", "--resume"]), get_cfg()
         )
 
 

@@ -62,7 +62,10 @@ class Backbone(nn.Module):
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # corrupt file or a pickle that carries code
             raise ValueError(f"{path}: not a readable PyTorch weights file ({error})") from error
-        state = _unwrap_state_dict(data, path)
+        self.load_state(_unwrap_state_dict(data, path), source=path)
+
+    def load_state(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Load an in-memory state dict strictly (the checks of `load_pretrained`); `source` names it in errors."""
         if self.ignored_pretrained_prefixes:
             state = {k: v for k, v in state.items() if not k.startswith(self.ignored_pretrained_prefixes)}
         own = self.state_dict()
@@ -81,7 +84,7 @@ class Backbone(nn.Module):
                 parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:5]})")
             if shapes:
                 parts.append("shape mismatches: " + "; ".join(shapes[:5]))
-            raise ValueError(f"{path} does not fit {type(self).__name__}: " + ", ".join(parts))
+            raise ValueError(f"{source} does not fit {type(self).__name__}: " + ", ".join(parts))
         self.load_state_dict(state)
 
 

@@ -12,19 +12,19 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from pydetectron.data.annotation_tables import AnnotationTables
 from pydetectron.data.dataset_info import DatasetInfo
+from pydetectron.structures.boxes import flip_boxes
 from pydetectron.structures.masks import flip_polygons, flip_rle
 
 
 def flip_boxes_xyxy(boxes: np.ndarray, width: int, plus_one: bool) -> np.ndarray:
     """Mirror [N, 4] xyxy boxes left-right (x -> width - 1 - x with Detectron's +1)."""
-    off = 1.0 if plus_one else 0.0
-    out = boxes.copy()
-    out[:, 0] = width - boxes[:, 2] - off
-    out[:, 2] = width - boxes[:, 0] - off
-    return out
+    if len(boxes) == 0:
+        return boxes.copy()
+    return flip_boxes(torch.from_numpy(np.ascontiguousarray(boxes)), width, plus_one).numpy()
 
 
 def flip_keypoints(

@@ -6,6 +6,11 @@ Groups (Detectron.pytorch's split):
         weight decay only with BIAS_WEIGHT_DECAY.
     gn: GroupNorm scales, weight decay WEIGHT_DECAY_GN (0 by default), LR x 1.
 Each group keeps its name and LR multiplier in the optimizer state (`name`, `lr_mult`).
+
+AdamW (SOLVER.TYPE 'AdamW', the transformer / ConvNeXt detection recipes) uses the groups
+of `engine/param_groups.py` instead: no weight decay on norms, biases, position embeddings
+and tokens, and with SOLVER.LAYER_DECAY < 1 a layer-wise LR decay over the ported backbone's
+depths (BIAS_DOUBLE_LR and WEIGHT_DECAY_GN do not apply there).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-OPTIMIZERS = ("SGD", "Adam")
+from .param_groups import layer_wise_lr_decay_param_groups, weight_decay_param_groups
+
+OPTIMIZERS = ("SGD", "Adam", "AdamW")
 
 
 @dataclass(frozen=True)
@@ -32,10 +39,19 @@ class SolverSettings:
     scale_momentum: bool = True
     scale_momentum_threshold: float = 1.1
     log_lr_change_threshold: float = 1.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    layer_decay: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
+        canonical = {name.lower(): name for name in OPTIMIZERS}.get(str(self.optimizer).lower())
+        if canonical is None:
             raise ValueError(f"SOLVER.TYPE (--o): unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+        object.__setattr__(self, "optimizer", canonical)
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"SOLVER.LAYER_DECAY must lie in (0, 1] (1 = off), got {self.layer_decay}")
+        if self.layer_decay != 1.0 and canonical != "AdamW":
+            raise ValueError(f"SOLVER.LAYER_DECAY {self.layer_decay} needs SOLVER.TYPE 'AdamW', got {canonical!r}")
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> SolverSettings:
@@ -50,6 +66,9 @@ class SolverSettings:
             scale_momentum=bool(s.SCALE_MOMENTUM),
             scale_momentum_threshold=float(s.SCALE_MOMENTUM_THRESHOLD),
             log_lr_change_threshold=float(s.LOG_LR_CHANGE_THRESHOLD),
+            betas=(float(s.BETAS[0]), float(s.BETAS[1])),
+            eps=float(s.EPS),
+            layer_decay=float(s.LAYER_DECAY),
         )
 
 
@@ -99,12 +118,23 @@ def build_param_groups(model: nn.Module, settings: SolverSettings, base_lr: floa
     return groups
 
 
+def build_adamw_param_groups(model: nn.Module, settings: SolverSettings, base_lr: float) -> list[dict[str, Any]]:
+    """`param_groups.py`'s AdamW groups: layer-wise LR decay when SOLVER.LAYER_DECAY < 1, else decay / no_decay."""
+    if settings.layer_decay < 1.0:
+        return layer_wise_lr_decay_param_groups(
+            model, base_lr, settings.weight_decay, settings.layer_decay, betas=settings.betas, eps=settings.eps
+        )
+    return weight_decay_param_groups(model, base_lr, settings.weight_decay, betas=settings.betas, eps=settings.eps)
+
+
 def build_optimizer(model: nn.Module, settings: SolverSettings, base_lr: float) -> torch.optim.Optimizer:
-    """SGD with momentum (Detectron) or Adam over `build_param_groups`."""
+    """SGD with momentum (Detectron) or Adam over `build_param_groups`; AdamW over `build_adamw_param_groups`."""
+    if settings.optimizer == "AdamW":
+        return torch.optim.AdamW(build_adamw_param_groups(model, settings, base_lr), lr=base_lr)
     groups = build_param_groups(model, settings, base_lr)
     if settings.optimizer == "SGD":
         return torch.optim.SGD(groups, lr=base_lr, momentum=settings.momentum)
-    return torch.optim.Adam(groups, lr=base_lr)
+    return torch.optim.Adam(groups, lr=base_lr, betas=settings.betas, eps=settings.eps)
 
 
 def momentum_rescale_factor(old_lr: float, new_lr: float, scale_momentum: bool, threshold: float) -> float:

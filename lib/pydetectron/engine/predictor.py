@@ -10,7 +10,7 @@ Images are prepared exactly as the test loader prepares them (TEST.SCALE, TEST.M
 PIXEL_MEANS / PIXEL_STDS, INPUT_FORMAT, padding to FPN.COARSEST_STRIDE). Grayscale,
 BGRA and 16-bit images are converted to 8-bit BGR; huge ones are shrunk before the
 float conversion (see `InputTransform.shrink_huge`). With TEST.BBOX_AUG.ENABLED each
-image goes through Detectron's box test-time augmentation.
+image goes through Detectron's test-time augmentation (boxes; masks / keypoints with TEST.MASK_AUG / KPS_AUG).
 """
 
 from __future__ import annotations
@@ -26,12 +26,8 @@ import torch
 
 from pydetectron.data.transforms import ImageReadError, decode_image_file
 from pydetectron.engine.checkpoint import read_weights_file
-from pydetectron.engine.inference import (
-    BoxAugmentation,
-    InputTransform,
-    PreparedImage,
-    detect_with_box_augmentation,
-)
+from pydetectron.engine.inference import InputTransform, PreparedImage
+from pydetectron.engine.test_time_augmentation import BoxAugmentation, branch_augmentations, detect_with_augmentation
 from pydetectron.engine.tool_config import cfg_from_checkpoint
 from pydetectron.modeling.model_builder import build_model
 from pydetectron.structures.detections import Detections
@@ -173,6 +169,7 @@ class Predictor:
         self.model.to(self.device).eval()
         self.transform = InputTransform.from_cfg(cfg)
         self.box_augmentation = BoxAugmentation.from_cfg(cfg)
+        self.branch_augmentation = branch_augmentations(cfg)
         self.batch_size = batch_size
         self.num_classes = int(cfg.MODEL.NUM_CLASSES)
         self.cfg = cfg
@@ -191,6 +188,11 @@ class Predictor:
         cfg = cfg_from_checkpoint(checkpoint, overrides, where=os.fspath(path))
         return cls(cfg, checkpoint, device=device, batch_size=batch_size)
 
+    @property
+    def augmented(self) -> bool:
+        """True when images go through test-time augmentation (TEST.BBOX_AUG / MASK_AUG / KPS_AUG)."""
+        return bool(self.box_augmentation.enabled or self.branch_augmentation)
+
     def __call__(self, image) -> Prediction | list[Prediction]:
         """Detections of one image (array or file path); a list of images gives a list."""
         if isinstance(image, list | tuple):
@@ -205,7 +207,7 @@ class Predictor:
     def batch(self, images: Sequence, batch_size: int | None = None) -> list[Prediction]:
         """Detections of several images, `batch_size` (default: the predictor's) per forward."""
         arrays = [self._as_image(image, i) for i, image in enumerate(images)]
-        if self.box_augmentation.enabled:
+        if self.augmented:
             return [self.predict_augmented(image) for image in arrays]
         size = batch_size or self.batch_size
         out: list[Prediction] = []
@@ -228,8 +230,10 @@ class Predictor:
 
     @torch.no_grad()
     def predict_augmented(self, image: np.ndarray) -> Prediction:
-        """Detections of one BGR uint8 image with TEST.BBOX_AUG's test-time augmentation."""
+        """Detections of one BGR uint8 image with test-time augmentation (TEST.BBOX_AUG, MASK_AUG, KPS_AUG)."""
         source = self.transform.shrink_huge(image)
-        detections = detect_with_box_augmentation(self.model, source, self.transform, self.box_augmentation)
+        detections = detect_with_augmentation(
+            self.model, source, self.transform, self.box_augmentation, self.branch_augmentation
+        )
         ratio = (image.shape[1] / source.shape[1], image.shape[0] / source.shape[0])
         return to_prediction(detections, image.shape[:2], ratio)

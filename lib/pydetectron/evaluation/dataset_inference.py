@@ -6,7 +6,7 @@ image that cannot be read or processed is logged with its file name, recorded as
 failure (no detections) and counted; the run goes on.
 
 The predictor is duck-typed (no engine import): it needs `transform`,
-`box_augmentation.enabled`, `predict_prepared(list)` and `predict_augmented(image)`,
+`augmented`, `predict_prepared(list)` and `predict_augmented(image)`,
 as `pydetectron.engine.predictor.Predictor` has.
 """
 
@@ -92,7 +92,7 @@ def infer_range(
     `progress` (e.g. a tqdm bar) gets `update(1)` per image; `on_image(item, prediction)`
     is called for each image detected (e.g. to draw it).
     """
-    augmented = bool(predictor.box_augmentation.enabled)
+    augmented = bool(predictor.augmented)
     dataset = TestImages(roidb, range(start, end), prepare=None if augmented else predictor.transform)
     extra = {"worker_init_fn": worker_init} if num_workers > 0 else {}
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, collate_fn=_single, **extra)

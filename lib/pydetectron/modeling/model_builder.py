@@ -85,6 +85,8 @@ def build_model(cfg) -> nn.Module:
             "precomputed proposals are not"
         )
     body = BODIES.get(cfg.MODEL.CONV_BODY)(cfg)
+    if cfg.TRAIN.FREEZE_CONV_BODY:  # Detectron: no gradient flows into the body (FPN included)
+        body.requires_grad_(False)
     shapes = body.output_shape()
     rpn_features = rpn_in_features(cfg, shapes)
     channels = {shapes[name].channels for name in rpn_features}

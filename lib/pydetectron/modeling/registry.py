@@ -28,6 +28,8 @@ class Registry:
         self.what = what
         self._normalize = normalize or (lambda name: name)
         self._entries: dict[str, Any] = {}
+        # prefix -> resolver(name) for whole families of names (e.g. 'toolbox.<backbone>+<neck>').
+        self._prefix_resolvers: dict[str, Callable[[str], Any]] = {}
 
     def register(self, name: str) -> Callable[[Any], Any]:
         """Decorator adding the decorated object under ``name``; names are unique."""
@@ -41,11 +43,24 @@ class Registry:
 
         return add
 
+    def register_prefix(self, prefix: str, resolver: Callable[[str], Any]) -> None:
+        """Resolve every unregistered name starting with ``prefix`` through ``resolver(name)``.
+
+        The resolver returns the entry or raises a KeyError / ValueError naming what is wrong
+        with the name; registered names always win over a prefix.
+        """
+        if prefix in self._prefix_resolvers:
+            raise KeyError(f"{self.what}: prefix {prefix!r} is registered twice")
+        self._prefix_resolvers[prefix] = resolver
+
     def get(self, name: str) -> Any:
-        """The entry registered under ``name``; a KeyError lists close names if none."""
+        """The entry registered under ``name`` (or resolved by its prefix); a KeyError lists close names if none."""
         key = self._normalize(name)
         if key in self._entries:
             return self._entries[key]
+        for prefix, resolver in self._prefix_resolvers.items():
+            if name.startswith(prefix):
+                return resolver(name)
         close = difflib.get_close_matches(key, list(self._entries), n=5, cutoff=0.5)
         hint = f"; did you mean {close}?" if close else ""
         raise KeyError(
@@ -53,6 +68,7 @@ class Registry:
         )
 
     def __contains__(self, name: str) -> bool:
+        """Registered names only (names a prefix resolver takes are checked by `get`)."""
         return self._normalize(name) in self._entries
 
     def __iter__(self) -> Iterator[str]:

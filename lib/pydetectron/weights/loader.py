@@ -3,9 +3,10 @@
 Formats: Detectron `.pkl` (end-to-end models and Caffe ImageNet bodies, matched through
 the blob names the model's modules declare), torchvision ImageNet ResNet/ResNeXt state
 dicts (translated to blob names), torchvision detection state dicts, our checkpoints
-and state dicts. Paths may be URLs (see `download.resolve_weights`). Tensors whose
-shapes differ from the model's (a classifier for another number of classes) are skipped
-and listed; a load that sets no tensor at all is an error.
+and state dicts, and tools/train_classifier.py checkpoints (their backbone goes into the
+model's `pydetectron.backbones` backbone, see `classifier.py`). Paths may be URLs (see
+`download.resolve_weights`). Tensors whose shapes differ from the model's (a classifier
+for another number of classes) are skipped and listed; a load that sets no tensor at all is an error.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .classifier import load_classifier_backbone, looks_like_classifier_checkpoint
 from .detectron_load import BlobMatch, match_detectron_blobs
 from .detectron_names import detectron_names
 from .download import resolve_weights
@@ -183,6 +185,8 @@ def load_weights(model: nn.Module, path_or_state_dict, cfg=None) -> LoadReport:
         note = _bbox_reg_note(cfg, cfg_text)
         if note:
             report.notes.append(note)
+    elif looks_like_classifier_checkpoint(data):
+        report = load_classifier_backbone(model, data, where)
     elif "model" in data and isinstance(data["model"], dict):
         report = LoadReport(CHECKPOINT, where)
         _load_state_dict(model, data["model"], report)

@@ -88,3 +88,11 @@ def test_voted_boxes_on_the_image_border_stay_inside_it():
     assert voted[0, 0] == 0 and voted[0, 2] == 1199
     expected_y1 = (0.9 * 0.0 + 0.8 * 2.0) / (0.9 + 0.8)  # the class-80 box does not vote
     torch.testing.assert_close(voted[0, 1], torch.tensor(expected_y1))
+
+
+def test_without_box_regression_every_class_gets_the_roi_itself():
+    rois = torch.tensor([[3.0, 4.0, 30.0, 41.0], [0.0, 0.0, 99.0, 59.0]])
+    deltas = torch.randn(2, 4 * 3)
+    post = BoxPostProcessor(3, apply_bbox_reg=False)
+    torch.testing.assert_close(post.decode(deltas, rois, 60, 100), rois.repeat(1, 3))
+    assert not torch.allclose(BoxPostProcessor(3).decode(deltas, rois, 60, 100), rois.repeat(1, 3))

@@ -143,7 +143,9 @@ class PortedBackbone(Backbone):
     def load_state(self, state: Mapping[str, torch.Tensor], source: str = "state dict") -> LoadReport:
         """Load an in-memory state dict the way `load_pretrained` loads a file."""
         report = LoadReport(source)
-        state = self.convert_state_dict(unwrap_checkpoint(state, source), report)
+        # a tools/train_classifier.py checkpoint: the backbone under `backbone.`, its `head.` ignored
+        state = strip_prefix(unwrap_checkpoint(state, source), "backbone.", report)
+        state = self.convert_state_dict(state, report)
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]

@@ -42,4 +42,5 @@ def _constructor(cls: type[PortedBackbone], name: str, defaults: dict[str, Any],
         "keyword arguments override the defaults (e.g. img_size, drop_path_rate)."
     )
     constructor.defaults = dict(defaults)
+    constructor.backbone_class = cls
     return constructor

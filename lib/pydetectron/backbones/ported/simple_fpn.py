@@ -9,6 +9,11 @@ then a 1x1 conv and a 3x3 conv to `out_channels`, each followed by a channel Lay
 (convs without bias, as `norm="LN"` in detectron2's ViTDet). Module names follow
 detectron2 (`simfp_2` ... `simfp_5`, each conv's norm at `<conv>.norm`), so ViTDet neck
 weights keep their names.
+
+As a detection neck it follows the `pydetectron.necks` contract too: it takes the map alone
+or a one-map list, `num_extra_levels` outputs above the coarsest one are max-pools with
+kernel 1 and stride 2 (ViTDet's `LastLevelMaxPool`, the FPN paper's P6), and
+`num_outputs` / `output_strides(input_strides)` say what comes out.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import LayerNorm2d
@@ -36,7 +42,10 @@ class ConvNorm(nn.Conv2d):
 
 
 class SimpleFeaturePyramid(nn.Module):
-    """`forward(map) -> [maps]` finest first; `out_channels`, `strides` (for an input at `in_stride`)."""
+    """`forward(map) -> [maps]` finest first; `out_channels`, `strides` (for an input at `in_stride`).
+
+    `num_extra_levels` max-pooled outputs (kernel 1, stride 2) follow the scale-factor ones.
+    """
 
     def __init__(
         self,
@@ -45,6 +54,7 @@ class SimpleFeaturePyramid(nn.Module):
         scale_factors: Sequence[float] = SCALE_FACTORS,
         in_stride: int = 16,
         norm: bool = True,
+        num_extra_levels: int = 0,
     ):
         super().__init__()
         self.in_channels = int(in_channels)
@@ -52,7 +62,13 @@ class SimpleFeaturePyramid(nn.Module):
         self.scale_factors = tuple(float(s) for s in scale_factors)
         if list(self.scale_factors) != sorted(self.scale_factors, reverse=True):
             raise ValueError(f"scale_factors {self.scale_factors} must go from fine to coarse")
-        self.strides = tuple(int(in_stride / s) for s in self.scale_factors)
+        if num_extra_levels < 0:
+            raise ValueError(f"num_extra_levels must be >= 0, got {num_extra_levels}")
+        self.num_extra_levels = int(num_extra_levels)
+        self.in_stride = int(in_stride)
+        scaled = [int(in_stride / s) for s in self.scale_factors]
+        self.strides = tuple(scaled + [scaled[-1] * 2 ** (i + 1) for i in range(self.num_extra_levels)])
+        self.num_outputs = len(self.strides)
         self.stage_names = []
         for scale in self.scale_factors:
             layers: list[nn.Module]
@@ -84,7 +100,21 @@ class SimpleFeaturePyramid(nn.Module):
             self.add_module(name, nn.Sequential(*layers))
             self.stage_names.append(name)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def output_strides(self, input_strides: Sequence[int]) -> list[int]:
+        """Strides of the outputs for the one input map's stride (the `necks` contract)."""
+        if len(input_strides) != 1:
+            raise ValueError(f"SimpleFeaturePyramid takes one map, got {len(input_strides)} input strides")
+        scale = int(input_strides[0]) / self.in_stride
+        return [int(s * scale) for s in self.strides]
+
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if isinstance(x, list | tuple):
+            if len(x) != 1:
+                raise ValueError(f"SimpleFeaturePyramid takes one map (a plain ViT's), got a list of {len(x)}")
+            x = x[0]
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"SimpleFeaturePyramid: expected [N, {self.in_channels}, H, W], got {tuple(x.shape)}")
-        return [getattr(self, name)(x) for name in self.stage_names]
+        outputs = [getattr(self, name)(x) for name in self.stage_names]
+        for _ in range(self.num_extra_levels):
+            outputs.append(F.max_pool2d(outputs[-1], kernel_size=1, stride=2))
+        return outputs

@@ -17,8 +17,13 @@ from .resnet_cfg import (
     resnet_norm_from_cfg,
 )
 from .resnet_fpn import detectron_fpn_body, fpn_body_from_cfg
+from .toolbox_body import BackboneBody, ToolboxSettings, resolve_toolbox_body, toolbox_body
 
 __all__ = [
+    "BackboneBody",
+    "ToolboxSettings",
+    "resolve_toolbox_body",
+    "toolbox_body",
     "RESNET_BLOCK_COUNTS",
     "ResNetBody",
     "Bottleneck",

@@ -5,6 +5,7 @@ Only builders call these; the modules themselves take plain arguments.
 
 from typing import Any
 
+from ...config import get_cfg
 from ...nn import GroupNormSettings, check_norm_kind
 
 _BN_FUNCS = {
@@ -17,7 +18,6 @@ _GN_FUNCS = {
     "STEM_FUNC": "basic_gn_stem",
     "SHORTCUT_FUNC": "basic_gn_shortcut",
 }
-_DEFAULT_FREEZE_AT = 2
 
 
 def resnet_norm_from_cfg(cfg) -> str:
@@ -44,7 +44,7 @@ def resnet_norm_from_cfg(cfg) -> str:
             "RESNETS.TRANS_FUNC, STEM_FUNC and SHORTCUT_FUNC must all be GroupNorm ones or "
             f"all BatchNorm ones, got {funcs}"
         )
-    if bool(resnets.get("USE_GN", False)) and derived != "GN":
+    if bool(resnets.USE_GN) and derived != "GN":
         raise ValueError(
             "RESNETS.USE_GN is True but RESNETS.TRANS_FUNC/STEM_FUNC/SHORTCUT_FUNC are the "
             f"BatchNorm ones {funcs}; set them to {_GN_FUNCS}"
@@ -64,17 +64,12 @@ def freeze_at_from_cfg(cfg) -> int:
     Both default to 2; when they differ the one changed from the default wins, and two
     different non-default values are an error.
     """
-    values = {}
-    for section in ("TRAIN", "RESNETS"):
-        tree = cfg.get(section, {})
-        if "FREEZE_AT" in tree:
-            values[section] = int(tree["FREEZE_AT"])
-    if not values:
-        return _DEFAULT_FREEZE_AT
+    values = {"TRAIN": int(cfg.TRAIN.FREEZE_AT), "RESNETS": int(cfg.RESNETS.FREEZE_AT)}
     distinct = set(values.values())
     if len(distinct) == 1:
         return distinct.pop()
-    changed = {v for v in distinct if v != _DEFAULT_FREEZE_AT}
+    default = int(get_cfg().TRAIN.FREEZE_AT)  # both keys share this default (config.py)
+    changed = {v for v in distinct if v != default}
     if len(changed) == 1:
         return changed.pop()
     raise ValueError(

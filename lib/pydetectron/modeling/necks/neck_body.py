@@ -73,7 +73,9 @@ class NeckBody(nn.Module):
         return {name: out for name, out in zip(self._all_outputs, outputs) if name in self.out_features}
 
     def detectron_weight_mapping(self) -> WeightMapping:
-        return submodule_mappings({"backbone": self.backbone, "neck": self.neck})
+        """The parts' Detectron blob names (a part without any, e.g. a toolbox neck, adds none)."""
+        parts = {"backbone": self.backbone, "neck": self.neck}
+        return submodule_mappings({k: m for k, m in parts.items() if hasattr(m, "detectron_weight_mapping")})
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
         """Names in a torchvision ``BackboneWithFPN`` (``body.*``, ``fpn.*``) for our weights."""

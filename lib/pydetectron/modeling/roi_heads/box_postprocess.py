@@ -56,8 +56,10 @@ class BoxPostProcessor:
         keep_ties: bool = True,
         soft_nms_settings: SoftNMSSettings | None = None,
         box_vote_settings: BoxVoteSettings | None = None,
+        apply_bbox_reg: bool = True,
     ) -> None:
         self.num_classes = num_classes
+        self.apply_bbox_reg = apply_bbox_reg
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_image = detections_per_image
@@ -89,12 +91,18 @@ class BoxPostProcessor:
             box_vote_settings=BoxVoteSettings(
                 vote.ENABLED, vote.VOTE_TH, vote.SCORING_METHOD, vote.SCORING_METHOD_BETA
             ),
+            apply_bbox_reg=cfg.TEST.BBOX_REG,
         )
 
     def decode(
         self, bbox_pred: torch.Tensor, boxes: torch.Tensor, height: float, width: float
     ) -> torch.Tensor:
-        """Class-specific boxes [R, 4 * num_classes] clipped to (height, width)."""
+        """Class-specific boxes [R, 4 * num_classes] clipped to (height, width).
+
+        Without `apply_bbox_reg` (TEST.BBOX_REG False) every class gets the RoI itself.
+        """
+        if not self.apply_bbox_reg:
+            bbox_pred = torch.zeros_like(bbox_pred)
         if self.class_agnostic_bbox_reg:
             bbox_pred = bbox_pred[:, -4:].repeat(1, self.num_classes)
         decoded = decode_boxes(boxes, bbox_pred, self.bbox_reg_weights, self.plus_one)

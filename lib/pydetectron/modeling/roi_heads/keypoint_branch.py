@@ -160,18 +160,39 @@ class KeypointBranch(PooledHeadBranch):
     def predict(
         self, features: Mapping[str, torch.Tensor], detections: list[Detections], images: Sequence[ImageInfo]
     ) -> None:
+        self.finish(detections, self.roi_outputs(features, detections), images)
+
+    def roi_outputs(self, features: Mapping[str, torch.Tensor], detections: Sequence[Detections]) -> list[torch.Tensor]:
+        """Heatmap logits [N, K, S, S] of each image's detections, from their `input_boxes`."""
         boxes = [det.input_boxes for det in detections]
+        num_keypoints = self.outputs.score.out_channels
         if sum(b.shape[0] for b in boxes) == 0:
-            for det in detections:
-                det.keypoints = det.boxes.new_zeros((0, self.outputs.score.out_channels, 3))
-            return
+            size = self.heatmap_size
+            return [b.new_zeros((0, num_keypoints, size, size)) for b in boxes]
         logits = self.heatmap_logits(features, rois_with_batch_index(boxes))
-        for index, (heatmaps, image) in enumerate(zip(logits.split([b.shape[0] for b in boxes]), images)):
+        return list(logits.split([b.shape[0] for b in boxes]))
+
+    @staticmethod
+    def flip_roi_outputs(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """Heatmaps of a horizontally flipped view in the unflipped frame: left/right keypoints swapped."""
+        order = list(range(heatmaps.shape[1]))
+        for left, right in flip_pairs:
+            order[left], order[right] = right, left
+        return heatmaps[:, order].flip(-1)
+
+    def finish(
+        self, detections: list[Detections], heatmaps: Sequence[torch.Tensor], images: Sequence[ImageInfo]
+    ) -> None:
+        """Decode each image's heatmaps into `detections[i].keypoints`; OKS-NMS may drop detections."""
+        for index, (maps, image) in enumerate(zip(heatmaps, images)):
             det = detections[index]
+            if maps.shape[0] == 0:
+                det.keypoints = det.boxes.new_zeros((0, maps.shape[1], 3))
+                continue
             if self.decode_space == "original":  # Detectron: decode on the boxes in original pixels
-                keypoints = heatmaps_to_keypoints(heatmaps, det.boxes, self.inference_min_size)
+                keypoints = heatmaps_to_keypoints(maps, det.boxes, self.inference_min_size)
             else:  # torchvision: decode in input pixels, then rescale
-                keypoints = heatmaps_to_keypoints(heatmaps, det.input_boxes, self.inference_min_size)
+                keypoints = heatmaps_to_keypoints(maps, det.input_boxes, self.inference_min_size)
                 keypoints[:, :, 0] *= image.original_width / image.width
                 keypoints[:, :, 1] *= image.original_height / image.height
             det.keypoints = keypoints[:, :, :3]

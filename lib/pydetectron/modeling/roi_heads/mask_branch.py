@@ -129,13 +129,26 @@ class MaskBranch(PooledHeadBranch):
     def predict(
         self, features: Mapping[str, torch.Tensor], detections: Sequence[Detections], images: Sequence[ImageInfo]
     ) -> None:
+        self.finish(detections, self.roi_outputs(features, detections), images)
+
+    def roi_outputs(self, features: Mapping[str, torch.Tensor], detections: Sequence[Detections]) -> list[torch.Tensor]:
+        """Soft masks [N, M, M] of each image's detections (their class's channel), from `input_boxes`."""
         boxes = [det.input_boxes for det in detections]
         if sum(b.shape[0] for b in boxes) == 0:
-            probs = [b.new_zeros((0, self.resolution, self.resolution)) for b in boxes]
-        else:
-            logits = self.mask_logits(features, rois_with_batch_index(boxes))
-            probs = self._class_probs(logits, torch.cat([det.classes for det in detections]))
-            probs = list(probs.split([b.shape[0] for b in boxes]))
+            return [b.new_zeros((0, self.resolution, self.resolution)) for b in boxes]
+        logits = self.mask_logits(features, rois_with_batch_index(boxes))
+        probs = self._class_probs(logits, torch.cat([det.classes for det in detections]))
+        return list(probs.split([b.shape[0] for b in boxes]))
+
+    @staticmethod
+    def flip_roi_outputs(probs: torch.Tensor) -> torch.Tensor:
+        """Soft masks of a horizontally flipped view, put back in the unflipped image's frame."""
+        return probs.flip(-1)
+
+    def finish(
+        self, detections: Sequence[Detections], probs: Sequence[torch.Tensor], images: Sequence[ImageInfo]
+    ) -> None:
+        """Paste each image's soft masks [N, M, M] into `detections[i].masks` (original pixels)."""
         for det, prob, image in zip(detections, probs, images):
             det.masks = paste_masks(prob, det.boxes, image.original_height, image.original_width, self.threshold)
 

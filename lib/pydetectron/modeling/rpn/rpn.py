@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,21 +16,6 @@ from .heads import FPNRPNHead, RPNHead, SingleScaleRPNHead, flatten_rpn_outputs
 from .loss import RPNLoss
 from .proposals import ProposalGenerator, check_im_info
 from .targets import RPNTargetAssigner
-
-_MISSING = object()
-
-
-def _cfg_value(cfg: Any, key: str, default: Any = _MISSING) -> Any:
-    """cfg value at dotted `key`; `default` when given and the key is absent."""
-    node = cfg
-    for part in key.split("."):
-        try:
-            node = node[part]
-        except (KeyError, TypeError):
-            if default is _MISSING:
-                raise KeyError(f"config key {key} is missing") from None
-            return default
-    return node
 
 
 class RPN(nn.Module):
@@ -144,17 +128,17 @@ class RPN(nn.Module):
         Proposals: TRAIN/TEST.RPN_PRE_NMS_TOP_N (per level), RPN_POST_NMS_TOP_N (per image),
         RPN_NMS_THRESH, RPN_MIN_SIZE; targets: TRAIN.RPN_POSITIVE_OVERLAP, NEGATIVE_OVERLAP,
         FG_FRACTION, BATCH_SIZE_PER_IM, STRADDLE_THRESH; MODEL.BOX_PLUS_ONE, BBOX_XFORM_CLIP,
-        MODEL.RPN_ONLY. Optional keys (defaults reproduce Detectron): RPN.ANCHOR_CONVENTION
+        MODEL.RPN_ONLY, RPN.ANCHOR_CONVENTION
         ('detectron' | 'torchvision'), RPN.MIN_SIZE_RULE ('detectron' | 'torchvision'),
         RPN.SCORE_THRESH (0.0), RPN.CLS_LOSS_NORMALIZATION ('' = Detectron's choice:
         'batch_size_per_im' with FPN, 'num_sampled' without), RPN.BBOX_LOSS_NORMALIZATION
         ('per_image').
         """
         strides = [int(s) for s in strides]
-        fpn = bool(_cfg_value(cfg, "FPN.FPN_ON")) and bool(_cfg_value(cfg, "FPN.MULTILEVEL_RPN"))
-        plus_one = bool(_cfg_value(cfg, "MODEL.BOX_PLUS_ONE", True))
-        convention = _cfg_value(cfg, "RPN.ANCHOR_CONVENTION", "detectron")
-        activation = _cfg_value(cfg, "RPN.CLS_ACTIVATION", "sigmoid")
+        fpn = bool(cfg.FPN.FPN_ON) and bool(cfg.FPN.MULTILEVEL_RPN)
+        plus_one = bool(cfg.MODEL.BOX_PLUS_ONE)
+        convention = cfg.RPN.ANCHOR_CONVENTION
+        activation = cfg.RPN.CLS_ACTIVATION
         if activation != "sigmoid":
             raise ValueError(f"RPN.CLS_ACTIVATION {activation!r} is not supported; only 'sigmoid' is")
         if fpn:
@@ -177,7 +161,7 @@ class RPN(nn.Module):
                 )
             ratios = tuple(cfg.RPN.ASPECT_RATIOS)
             sizes = [tuple(cfg.RPN.SIZES)]
-            hidden = None if _cfg_value(cfg, "RPN.OUT_DIM_AS_IN_DIM", True) else int(cfg.RPN.OUT_DIM)
+            hidden = None if cfg.RPN.OUT_DIM_AS_IN_DIM else int(cfg.RPN.OUT_DIM)
             head = SingleScaleRPNHead(in_channels, len(ratios) * len(sizes[0]), hidden_channels=hidden)
         anchor_generator = AnchorGenerator(strides, sizes, ratios, convention=convention)
 
@@ -188,10 +172,10 @@ class RPN(nn.Module):
                 post_nms_top_n=node.RPN_POST_NMS_TOP_N,
                 nms_thresh=node.RPN_NMS_THRESH,
                 min_size=node.RPN_MIN_SIZE,
-                min_size_rule=_cfg_value(cfg, "RPN.MIN_SIZE_RULE", "detectron"),
-                score_thresh=_cfg_value(cfg, "RPN.SCORE_THRESH", 0.0),
+                min_size_rule=cfg.RPN.MIN_SIZE_RULE,
+                score_thresh=cfg.RPN.SCORE_THRESH,
                 plus_one=plus_one,
-                bbox_xform_clip=_cfg_value(cfg, "BBOX_XFORM_CLIP", math.log(1000.0 / 16.0)),
+                bbox_xform_clip=cfg.BBOX_XFORM_CLIP,
             )
 
         train = cfg.TRAIN
@@ -203,14 +187,14 @@ class RPN(nn.Module):
             straddle_thresh=train.RPN_STRADDLE_THRESH,
             plus_one=plus_one,
         )
-        cls_normalization = _cfg_value(cfg, "RPN.CLS_LOSS_NORMALIZATION", "") or (
+        cls_normalization = cfg.RPN.CLS_LOSS_NORMALIZATION or (
             "batch_size_per_im" if fpn else "num_sampled"
         )
         loss = RPNLoss(
             cls_normalization=cls_normalization,
-            bbox_normalization=_cfg_value(cfg, "RPN.BBOX_LOSS_NORMALIZATION", "per_image"),
+            bbox_normalization=cfg.RPN.BBOX_LOSS_NORMALIZATION,
             batch_size_per_im=train.RPN_BATCH_SIZE_PER_IM,
         )
-        rpn_only = bool(_cfg_value(cfg, "MODEL.RPN_ONLY", False))
+        rpn_only = bool(cfg.MODEL.RPN_ONLY)
         return cls(head, anchor_generator, proposals("TRAIN"), proposals("TEST"), target_assigner, loss, rpn_only)
 
