@@ -32,8 +32,8 @@ ALLOWED_SKIP_REASONS = ("network", "gpu", "machines")
 SKIPPED = [
     ("network", "make test   # set up .venv, build the extension, run ruff and pytest"),
     ("network", "python -m venv .venv && .venv/bin/pip install -r requirements.txt"),
-    ("gpu", "# one GPU, 4 images per step"),
     ("network", "python tools/test_net.py --dataset coco2017 --cfg configs/baselines/e2e_mask_rcnn_R-50-FPN_1x.yaml \\"),  # noqa: E501
+    ("gpu", "# one GPU, 4 images per step"),
 ]
 
 # Arguments the `python` wrapper appends for a tool (see the docstring).
