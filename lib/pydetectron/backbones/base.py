@@ -18,6 +18,8 @@ import os
 import torch
 from torch import nn
 
+from .state_dicts import check_state_fits, read_tensor_file
+
 FEATURE_STRIDES = (2, 4, 8, 16, 32)
 # Prefix of the classification head in checkpoints of tools/train_classifier.py.
 CLASSIFIER_HEAD_PREFIX = "head."
@@ -51,40 +53,20 @@ class Backbone(nn.Module):
         Accepted layouts: a plain state dict, `{'state_dict': ...}` or `{'model': ...}`
         (classifier checkpoints of tools/train_classifier.py keep the backbone under the
         `backbone.` prefix, which is stripped, and their `head.` classifier is skipped).
-        Entries under `ignored_pretrained_prefixes` are skipped too. Files are read with
-        `weights_only=True`, so nothing in them runs. A mismatch raises a ValueError
-        listing the missing and unexpected names and any shape differences.
+        Entries under `ignored_pretrained_prefixes` are skipped too. Files are read by
+        `state_dicts.read_tensor_file` (`.safetensors`, or `torch.load(weights_only=True)`),
+        so nothing in them runs. A mismatch raises a ValueError listing the missing and
+        unexpected names and any shape differences.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{type(self).__name__}: pretrained weights file not found: {path}")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # corrupt file or a pickle that carries code
-            raise ValueError(f"{path}: not a readable PyTorch weights file ({error})") from error
+        data = read_tensor_file(path, owner=type(self).__name__)
         self.load_state(_unwrap_state_dict(data, path), source=path)
 
     def load_state(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
         """Load an in-memory state dict strictly (the checks of `load_pretrained`); `source` names it in errors."""
         if self.ignored_pretrained_prefixes:
             state = {k: v for k, v in state.items() if not k.startswith(self.ignored_pretrained_prefixes)}
-        own = self.state_dict()
-        missing = sorted(k for k in own if k not in state)
-        unexpected = sorted(k for k in state if k not in own)
-        shapes = [
-            f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-            for k, v in state.items()
-            if k in own and tuple(v.shape) != tuple(own[k].shape)
-        ]
-        if missing or unexpected or shapes:
-            parts = []
-            if missing:
-                parts.append(f"{len(missing)} missing (e.g. {missing[:5]})")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:5]})")
-            if shapes:
-                parts.append("shape mismatches: " + "; ".join(shapes[:5]))
-            raise ValueError(f"{source} does not fit {type(self).__name__}: " + ", ".join(parts))
+        check_state_fits(self.state_dict(), state, source, type(self).__name__)
         self.load_state_dict(state)
 
 

@@ -16,7 +16,6 @@ heads). The returned `LoadReport` lists what was resized, ignored and left initi
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..base import Backbone
+from ..state_dicts import check_state_fits, read_tensor_file
 
 logger = logging.getLogger(__name__)
 
@@ -35,26 +35,7 @@ CHECKPOINT_WRAPPERS = ("model", "state_dict", "model_ema", "module")
 def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict in a local `.safetensors` / `.pth` file, read without running any code from it."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"pretrained weights file not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        try:
-            return dict(load_file(path, device="cpu"))
-        except Exception as error:
-            raise ValueError(f"{path}: not a readable safetensors file ({error})") from error
-    try:
-        # training checkpoints of the DeiT / CaiT repositories keep their argparse options beside
-        # the weights; a Namespace only holds attributes, so it is the one class let through
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a pickle that carries code, or a corrupt file
-        raise ValueError(
-            f"{path}: refused or unreadable; only plain tensor checkpoints load "
-            f"(torch.load with weights_only=True): {error}"
-        ) from error
-    return unwrap_checkpoint(data, path)
+    return unwrap_checkpoint(read_tensor_file(path, owner="ported backbone"), path)
 
 
 def unwrap_checkpoint(data: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -147,24 +128,14 @@ class PortedBackbone(Backbone):
         state = strip_prefix(unwrap_checkpoint(state, source), "backbone.", report)
         state = self.convert_state_dict(state, report)
         own = self.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        hard_missing = [k for k in missing if not _matches(k, self.optional_keys)]
-        hard_unexpected = [k for k in unexpected if not _matches(k, self.ignored_keys)]
-        shapes = [
-            f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-            for k, v in state.items()
-            if k in own and tuple(v.shape) != tuple(own[k].shape)
-        ]
-        if hard_missing or hard_unexpected or shapes:
-            parts = []
-            if hard_missing:
-                parts.append(f"{len(hard_missing)} missing (e.g. {hard_missing[:5]})")
-            if hard_unexpected:
-                parts.append(f"{len(hard_unexpected)} unexpected (e.g. {hard_unexpected[:5]})")
-            if shapes:
-                parts.append("shape mismatches: " + "; ".join(shapes[:5]))
-            raise ValueError(f"{source} does not fit {type(self).__name__}: " + ", ".join(parts))
+        missing, unexpected = check_state_fits(
+            own,
+            state,
+            source,
+            type(self).__name__,
+            may_miss=lambda name: _matches(name, self.optional_keys),
+            may_add=lambda name: _matches(name, self.ignored_keys),
+        )
         usable = {k: v for k, v in state.items() if k in own}
         self.load_state_dict(usable, strict=False)
         report.loaded = sorted(usable)
