@@ -1,8 +1,9 @@
 """Benchmark pydetectron's compiled ops against torchvision's in the same run.
 
 Every case times both implementations on the same inputs, alternating which goes
-first, and reports the median of the repeats. ratio = torchvision time / our time,
-so > 1 means pydetectron is faster.
+first, and reports the median of the repeats. ratio = peer time / our time, so > 1
+means pydetectron is faster. The peer is torchvision's op; for RoICrop and the softmax
+focal loss, which torchvision lacks, it is the unfused PyTorch expression.
 
     python tools/benchmark_ops.py --threads 2 --repeats 7
     python tools/benchmark_ops.py --device cuda
@@ -90,6 +91,73 @@ def crop_with_grid_sample(feature: torch.Tensor, rois: torch.Tensor, size: int,
     grid = F.affine_grid(theta, [rois.shape[0], 1, size, size], align_corners=True)
     crops = F.grid_sample(feature, grid.reshape(1, -1, size, 2), align_corners=True)
     return crops.reshape(feature.shape[1], rois.shape[0], size, size).transpose(0, 1)
+
+
+def retinanet_logits(anchors: int, classes: int, device: str, seed: int = 2):
+    """Classification logits of a RetinaNet head near its prior (p = 0.01), with 1% of
+    the anchors foreground, 10% ignored (-1) and the rest background; sigmoid targets
+    one-hot [anchors, classes], softmax labels [anchors] over classes + 1."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(anchors, classes, generator=g) - 4.6
+    draw = torch.rand(anchors, generator=g)
+    labels = torch.randint(1, classes + 1, (anchors,), generator=g)
+    labels = torch.where(draw < 0.01, labels, 0)
+    labels = torch.where(draw > 0.9, -1, labels)
+    targets = torch.zeros(anchors, classes)
+    foreground = labels > 0
+    targets[foreground, labels[foreground] - 1] = 1.0
+    return logits.to(device), targets.to(device), labels.to(device)
+
+
+def softmax_focal_unfused(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25,
+                          gamma: float = 2.0) -> torch.Tensor:
+    """Detectron's softmax focal loss (summed) as a plain PyTorch expression."""
+    log_p = F.log_softmax(logits, dim=1).gather(1, labels.clamp(min=0)[:, None])[:, 0]
+    weight = torch.where(labels > 0, alpha, 1 - alpha)
+    loss = -weight * (1 - log_p.exp()) ** gamma * log_p
+    return torch.where(labels >= 0, loss, 0).sum()
+
+
+def focal_cases(device: str) -> list[Case]:
+    cases = []
+    for anchors in (120_000, 20_000):
+        logits, targets, _ = retinanet_logits(anchors, 80, device)
+        where = f"{anchors // 1000}k anchors x 80"
+        one = torch.ones((), device=device)
+
+        def ours(x, t=targets, r="sum"):
+            return ops.sigmoid_focal_loss(x, t, reduction=r)
+
+        def peer(x, t=targets, r="sum"):
+            return torchvision.ops.sigmoid_focal_loss(x, t, reduction=r)
+
+        cases.append(Case(f"sigmoid_focal_loss fwd {where}, sum",
+                          lambda f=ours, x=logits: f(x), lambda f=peer, x=logits: f(x)))
+        cases.append(Case(f"sigmoid_focal_loss fwd+bwd {where}, sum",
+                          forward_backward(ours, logits, one), forward_backward(peer, logits, one)))
+        if anchors == 120_000:
+            grad = torch.ones_like(logits)
+            cases.append(Case(f"sigmoid_focal_loss fwd+bwd {where}, none",
+                              forward_backward(lambda x, f=ours: f(x, r="none"), logits, grad),
+                              forward_backward(lambda x, f=peer: f(x, r="none"), logits, grad)))
+    for anchors in (120_000, 20_000):
+        logits, _, labels = retinanet_logits(anchors, 81, device)
+        where = f"{anchors // 1000}k anchors x 81"
+        one = torch.ones((), device=device)
+
+        def soft(x, y=labels):
+            return ops.softmax_focal_loss(x, y, reduction="sum")
+
+        def soft_peer(x, y=labels):
+            return softmax_focal_unfused(x, y)
+
+        cases.append(Case(f"softmax_focal_loss fwd {where}, sum",
+                          lambda f=soft, x=logits: f(x), lambda f=soft_peer, x=logits: f(x),
+                          peer_name="unfused PyTorch"))
+        cases.append(Case(f"softmax_focal_loss fwd+bwd {where}, sum",
+                          forward_backward(soft, logits, one), forward_backward(soft_peer, logits, one),
+                          peer_name="unfused PyTorch"))
+    return cases
 
 
 def nms_cases(device: str) -> list[Case]:
@@ -192,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    cases = nms_cases(args.device) + roi_cases(args.device, args.rois, args.channels)
+    cases = (nms_cases(args.device) + roi_cases(args.device, args.rois, args.channels)
+             + focal_cases(args.device))
     cases = [c for c in cases if args.only in c.name]
     device_name = (torch.cuda.get_device_name() if args.device == "cuda"
                    else f"cpu, {torch.get_num_threads()} threads")

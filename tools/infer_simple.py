@@ -6,14 +6,14 @@ Examples:
     python tools/infer_simple.py --cfg configs/torchvision/fasterrcnn_resnet50_fpn.yaml \
         --load_ckpt fasterrcnn.pth --dataset coco2017 --images a.jpg b.png --output_ext pdf --merge_pdfs
 
-Each readable image gets `<output_dir>/<image name>.<output_ext>`; --merge_pdfs also
-writes `<output_dir>/results.pdf` with one page per image. Unreadable images are
+Each readable image gets `<output_dir>/<image name>.<output_ext>` and a log line saying
+how many detections were drawn (those scoring >= --thresh); --merge_pdfs also writes
+`<output_dir>/results.pdf` with one page per image. Unreadable or truncated images are
 reported by name, skipped and counted; the run goes on.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -22,31 +22,29 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from pydetectron.config import (
-    assert_and_infer_cfg,
-    cfg,
-    merge_cfg_from_cfg,
-    merge_cfg_from_file,
-    merge_cfg_from_list,
-    reset_cfg,
-)
+from pydetectron.config import AttrDict, assert_and_infer_cfg
 from pydetectron.data.catalog import SHORT_NAMES
 from pydetectron.data.shapes import KEYPOINT_NAMES as SHAPES_KEYPOINT_NAMES
 from pydetectron.data.shapes import KEYPOINT_SKELETON as SHAPES_KEYPOINT_SKELETON
 from pydetectron.data.transforms import ImageReadError
-from pydetectron.engine.predictor import Predictor, checkpoint_cfg, load_image, read_checkpoint
+from pydetectron.engine.cli import ToolArgumentParser, UsageError, run_tool
+from pydetectron.engine.predictor import Predictor, load_image
+from pydetectron.engine.tool_config import checkpoint_and_cfg
 from pydetectron.utils.class_names import COCO_KEYPOINT_NAMES, class_names_for_dataset
+from pydetectron.utils.logging import setup_logging
 from pydetectron.utils.pdf import PdfImageWriter
 from pydetectron.utils.vis import vis_one_image
 
 logger = logging.getLogger("infer_simple")
 
+PROG = "infer_simple.py"
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jp2")
 MERGED_PDF = "results.pdf"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv=None):
+    parser = ToolArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--cfg", dest="cfg_file", help="config YAML (default: the one stored in --load_ckpt)")
     parser.add_argument("--load_ckpt", help="our checkpoint / state dict, or a torchvision detection state dict")
     parser.add_argument("--load_detectron", help="Detectron .pkl weights file (model zoo or converted)")
@@ -88,22 +86,19 @@ def list_images(args) -> list[str]:
     return [os.path.join(args.image_dir, n) for n in names]
 
 
-def setup_cfg(args, checkpoint: dict | None) -> None:
-    reset_cfg()
-    stored = checkpoint_cfg(checkpoint) if checkpoint is not None else None
-    if args.cfg_file:
-        merge_cfg_from_file(args.cfg_file)
-    elif stored is not None:
-        merge_cfg_from_cfg(stored)
-    else:
-        raise SystemExit("give --cfg (the checkpoint does not carry its config)")
-    if args.dataset in SHORT_NAMES:
-        cfg.MODEL.NUM_CLASSES = SHORT_NAMES[args.dataset].num_classes
-    merge_cfg_from_list(args.set_cfgs)
-    assert_and_infer_cfg()
+def setup_cfg(args) -> tuple[dict | None, AttrDict]:
+    """--load_ckpt and a fresh config: --cfg (or the checkpoint's own), --dataset's class count, --set; frozen."""
+
+    def adjust(cfg: AttrDict) -> None:
+        if args.dataset in SHORT_NAMES:
+            cfg.MODEL.NUM_CLASSES = SHORT_NAMES[args.dataset].num_classes
+
+    checkpoint, cfg = checkpoint_and_cfg(args.cfg_file, args.load_ckpt, args.set_cfgs, adjust)
+    assert_and_infer_cfg(target=cfg)
+    return checkpoint, cfg
 
 
-def labels(dataset: str | None) -> tuple[list[str], list[str] | None, list | None]:
+def labels(cfg: AttrDict, dataset: str | None) -> tuple[list[str], list[str] | None, list | None]:
     """(class names, keypoint names, skeleton) for the pictures."""
     name = dataset or (cfg.TRAIN.DATASETS[0] if cfg.TRAIN.DATASETS else None)
     names = class_names_for_dataset(name, num_classes=int(cfg.MODEL.NUM_CLASSES))
@@ -128,20 +123,34 @@ def output_path(output_dir: Path, image_path: str, ext: str, taken: set[str], in
     return output_dir / candidate
 
 
+def describe_drawn(image_path: str, scores, thresh: float) -> str:
+    """How many detections of an image were drawn, or why none was."""
+    drawn = int((scores >= thresh).sum())
+    if drawn:
+        return f"{image_path}: drew {drawn} detection{'s' if drawn != 1 else ''} (score >= --thresh {thresh:g})"
+    if len(scores):
+        return (f"{image_path}: drew nothing: no detection scored >= --thresh {thresh:g} (the best scored "
+                f"{float(scores.max()):.3f}); lower --thresh to see more")  # fmt: skip
+    return f"{image_path}: drew nothing: the model detected nothing (TEST.SCORE_THRESH)"
+
+
 def main(argv=None) -> int:
+    """Draw detections; a user error ends with one line on stderr and exit code 2 (--debug: traceback)."""
+    return run_tool(_main, argv, PROG)
+
+
+def _main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    checkpoint = read_checkpoint(args.load_ckpt) if args.load_ckpt else None
-    setup_cfg(args, checkpoint)
+    setup_logging()
+    checkpoint, cfg = setup_cfg(args)
     weights = checkpoint if checkpoint is not None else args.load_detectron
     if weights is None:
         logger.warning("No weights given (--load_ckpt): using the initial random weights")
     predictor = Predictor(cfg, weights, device="cpu" if args.no_cuda else args.device)
-    class_names, keypoint_names, skeleton = labels(args.dataset)
+    class_names, keypoint_names, skeleton = labels(cfg, args.dataset)
     images = list_images(args)
     if not images:
-        logger.error("No images found in %s", args.image_dir)
-        return 1
+        raise UsageError(f"--image_dir: no image files ({', '.join(IMAGE_EXTENSIONS)}) in {args.image_dir}")
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     merged = PdfImageWriter() if args.merge_pdfs else None
@@ -167,6 +176,7 @@ def main(argv=None) -> int:
             if merged is not None:
                 merged.add_page(picture)
             written += 1
+            logger.info(describe_drawn(image_path, prediction.scores, args.thresh))
         except (ImageReadError, ValueError, OSError, RuntimeError) as error:
             logger.warning("Skipping '%s': %s", image_path, error)
             failed.append((image_path, str(error)))

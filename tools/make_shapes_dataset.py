@@ -4,40 +4,55 @@
 Examples:
     # the four registered datasets with their default sizes, under data/shapes
     python tools/make_shapes_dataset.py
-    # a custom one anywhere (register it with --dataset-spec name=json:images in the tools)
-    python tools/make_shapes_dataset.py --out /tmp/my_shapes --num-images 1000 --seed 7 --keypoints
+    # the same under another data root (also: the PYDETECTRON_DATA_DIR environment variable)
+    python tools/make_shapes_dataset.py --data_dir /data
+    # a custom one anywhere; the tools take it as --dataset my_shapes=<out>/annotations.json:<out>/images
+    python tools/make_shapes_dataset.py --out /tmp/my_shapes --num_images 1000 --seed 7 --keypoints
+
+Flags also accept the dashed spelling (--data-dir, --num-images).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 
 from pydetectron.data.catalog import default_data_dir
 from pydetectron.data.shapes import DEFAULT_NUM_IMAGES, ensure_shapes_dataset, write_shapes_dataset
+from pydetectron.engine.cli import ToolArgumentParser, run_tool
+
+PROG = "make_shapes_dataset.py"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv=None):
+    parser = ToolArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--data-dir",
+        "--data_dir",
         default=None,
-        help="data root; the datasets go to <data-dir>/shapes (default: the repo's data/)",
+        help="data root; the datasets go to <data_dir>/shapes (default: $PYDETECTRON_DATA_DIR, else the "
+        "checkout's data/)",
     )
     parser.add_argument(
         "--out", default=None, help="write one dataset into this folder instead of data/shapes"
     )
-    parser.add_argument("--num-images", type=int, default=None, help="images to generate")
+    parser.add_argument("--num_images", type=int, default=None, help="images to generate")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default per split)")
     parser.add_argument("--split", choices=sorted(DEFAULT_NUM_IMAGES), default=None)
     parser.add_argument("--keypoints", action="store_true", help="the triangle keypoint variant")
     parser.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.num_images is not None and args.num_images < 1:
+        parser.error(f"--num_images must be >= 1, got {args.num_images}")
+    return args
 
 
 def main(argv=None) -> int:
+    """Generate; a user error ends with one line on stderr and exit code 2 (--debug: traceback)."""
+    return run_tool(_main, argv, PROG)
+
+
+def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     if args.out:

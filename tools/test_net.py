@@ -8,7 +8,7 @@ Examples:
     python tools/test_net.py --dataset coco2017 --cfg configs/torchvision/fasterrcnn_resnet50_fpn.yaml \
         --load_ckpt fasterrcnn_resnet50_fpn_coco.pth
     # one process per GPU (or --num_procs processes on CPU), results merged
-    python tools/test_net.py ... --multi-gpu-testing
+    python tools/test_net.py ... --multi_gpu_testing
     # only entries [0, 2500): writes their detections file, evaluates nothing
     python tools/test_net.py ... --range 0 2500
 
@@ -17,7 +17,8 @@ Detections are stored per range (`detections_range_<start>_<end>.pth`, at most
 made with the same config, weights and dataset, so an interrupted run continues where it
 stopped and `--range` runs merge into a full one. The output folder also gets
 `bbox_<dataset>_results.json` (and segmentation / keypoint results when the model has
-those heads) and `metrics.json` ({dataset: {task: {AP, AP50, AP75, APs, APm, APl}}}).
+those heads) and `metrics.json` ({dataset: {task: {AP, AP50, AP75, APs, APm, APl}}}, as
+fractions of 1, the unit the printed table uses too).
 """
 
 from __future__ import annotations
@@ -34,17 +35,12 @@ import cv2
 import torch
 from tqdm import tqdm
 
-from pydetectron.config import (
-    assert_and_infer_cfg,
-    cfg,
-    merge_cfg_from_cfg,
-    merge_cfg_from_file,
-    merge_cfg_from_list,
-    reset_cfg,
-)
+from pydetectron.config import AttrDict, assert_and_infer_cfg
 from pydetectron.data import build_test_dataset, register_dataset_from_string
 from pydetectron.data.catalog import SHORT_NAMES, contains
-from pydetectron.engine.predictor import Predictor, checkpoint_cfg, read_checkpoint, resolve_device
+from pydetectron.engine.cli import ToolArgumentParser, UsageError, run_tool
+from pydetectron.engine.predictor import Predictor, resolve_device
+from pydetectron.engine.tool_config import checkpoint_and_cfg
 from pydetectron.evaluation import (
     evaluate_dataset,
     find_ranges,
@@ -57,17 +53,20 @@ from pydetectron.evaluation import (
 )
 from pydetectron.evaluation.coco_eval import write_json
 from pydetectron.evaluation.detection_store import weights_identity
+from pydetectron.utils.logging import setup_logging
 from pydetectron.utils.vis import vis_one_image
 from pydetectron.weights import resolve_weights
 
 logger = logging.getLogger("test_net")
+
+PROG = "test_net.py"
 
 # Keys that do not change the detections (left out of the range files' fingerprint).
 _VOLATILE_KEYS = ("OUTPUT_DIR", "DATA_DIR", "CUDA", "NUM_GPUS", "VIS", "VIS_TH", "DATA_LOADER", "ROOT_DIR")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ToolArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument(
         "--dataset",
         help="short name (shapes, coco2017, keypoints_coco2017, ...) testing its val split, a catalog name "
@@ -83,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output_dir", help="default: <checkpoint folder>/../test, else OUTPUT_DIR/test")
     parser.add_argument("--range", nargs=2, type=int, metavar=("START", "END"), help="only these roidb entries")
     parser.add_argument(
-        "--multi-gpu-testing", "--multi_gpu_testing", dest="multi_gpu_testing", action="store_true",
+        "--multi_gpu_testing", action="store_true",
         help="split the dataset over one process per GPU (or --num_procs CPU processes; under torchrun, the ranks)",
     )  # fmt: skip
     parser.add_argument("--num_procs", type=int, default=None, help="processes for --multi-gpu-testing")
@@ -92,7 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no_cuda", action="store_true", help="run on the CPU")
     parser.add_argument("--nw", type=int, default=None, help="image reading workers (default DATA_LOADER.NUM_THREADS)")
     parser.add_argument("--chunk_size", type=int, default=500, help="images per detections file")
-    parser.add_argument("--data_dir", help="data root (default DATA_DIR)")
+    parser.add_argument("--data_dir", help="data root (default: $PYDETECTRON_DATA_DIR, else the checkout's data/)")
     args = parser.parse_args(argv)
     if args.range is not None and not 0 <= args.range[0] <= args.range[1]:
         parser.error(f"--range needs 0 <= START <= END, got {args.range}")
@@ -107,46 +106,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def apply_dataset(name: str) -> None:
+def apply_dataset(cfg: AttrDict, name: str) -> None:
     """Point TEST.DATASETS (and, for a short name, MODEL.NUM_CLASSES) at `--dataset`."""
     if "=" in name:
-        cfg.TEST.DATASETS = (register_dataset_from_string(name),)
+        try:
+            cfg.TEST.DATASETS = (register_dataset_from_string(name),)
+        except ValueError as error:
+            raise UsageError(f"--dataset: {error}") from error
     elif name in SHORT_NAMES:
         cfg.TEST.DATASETS = tuple(SHORT_NAMES[name].test)
         cfg.MODEL.NUM_CLASSES = SHORT_NAMES[name].num_classes
     elif contains(name):
         cfg.TEST.DATASETS = (name,)
     else:
-        raise SystemExit(f"--dataset: unknown dataset '{name}' (short names: {sorted(SHORT_NAMES)})")
+        raise UsageError(f"--dataset: unknown dataset '{name}' (short names: {', '.join(sorted(SHORT_NAMES))})")
 
 
-def setup_cfg(args, checkpoint: dict | None) -> None:
-    """Fill the global cfg: --cfg (or the checkpoint's config), --dataset, --set, --data_dir."""
-    reset_cfg()
-    stored = checkpoint_cfg(checkpoint) if checkpoint is not None else None
-    if args.cfg_file:
-        merge_cfg_from_file(args.cfg_file)
-    elif stored is not None:
-        merge_cfg_from_cfg(stored)
-    else:
-        raise SystemExit("give --cfg (the checkpoint does not carry its config)")
-    if args.dataset:
-        apply_dataset(args.dataset)
-    if args.data_dir:
-        cfg.DATA_DIR = os.path.abspath(args.data_dir)
-    merge_cfg_from_list(args.set_cfgs)
+def setup_cfg(args) -> tuple[dict | None, AttrDict]:
+    """--load_ckpt and a fresh config: --cfg (or the checkpoint's own), --dataset, --data_dir, then --set; frozen."""
+
+    def adjust(cfg: AttrDict) -> None:
+        if args.dataset:
+            apply_dataset(cfg, args.dataset)
+        if args.data_dir:
+            cfg.DATA_DIR = os.path.abspath(args.data_dir)
+
+    checkpoint, cfg = checkpoint_and_cfg(args.cfg_file, args.load_ckpt, args.set_cfgs, adjust)
     if not cfg.TEST.DATASETS:
-        raise SystemExit("no dataset to test: give --dataset or set TEST.DATASETS")
+        raise UsageError("no dataset to test: give --dataset or set TEST.DATASETS")
     cfg.VIS = bool(args.vis or cfg.VIS)
-    assert_and_infer_cfg()
+    assert_and_infer_cfg(target=cfg)
+    return checkpoint, cfg
 
 
-def weights_path(args) -> str | None:
+def weights_path(args, cfg: AttrDict) -> str | None:
     """The weights file: a flag's, else TEST.WEIGHTS (a URL is resolved to its cached download)."""
     return args.load_ckpt or args.load_detectron or (resolve_weights(cfg.TEST.WEIGHTS) if cfg.TEST.WEIGHTS else None)
 
 
-def default_output_dir(args) -> str:
+def default_output_dir(args, cfg: AttrDict) -> str:
     if args.output_dir:
         return args.output_dir
     weights = args.load_ckpt or args.load_detectron
@@ -155,7 +153,7 @@ def default_output_dir(args) -> str:
     return os.path.join(cfg.OUTPUT_DIR, "test")
 
 
-def settings_fingerprint(dataset_name: str, roidb, weights: str | None) -> str:
+def settings_fingerprint(cfg: AttrDict, dataset_name: str, roidb, weights: str | None) -> str:
     """What the range files must have been made with to be reused."""
     tree = cfg.to_dict()
     for key in _VOLATILE_KEYS:
@@ -187,12 +185,13 @@ def pick_device(args, world) -> torch.device:
 class Tester:
     """Computes and reuses range files for one run; builds the model only when needed."""
 
-    def __init__(self, args, checkpoint: dict | None, device: torch.device) -> None:
+    def __init__(self, args, cfg: AttrDict, checkpoint: dict | None, device: torch.device) -> None:
         self.args = args
+        self.cfg = cfg
         self.checkpoint = checkpoint
         self.device = device
         self._predictor: Predictor | None = None
-        self.weights = weights_path(args)
+        self.weights = weights_path(args, cfg)
 
     @property
     def predictor(self) -> Predictor:
@@ -200,13 +199,14 @@ class Tester:
             weights = self.checkpoint if self.checkpoint is not None else self.weights
             if weights is None:
                 logger.warning("No weights given (--load_ckpt): testing the initial random weights")
-            self._predictor = Predictor(cfg, weights, device=self.device)
+            self._predictor = Predictor(self.cfg, weights, device=self.device)
             logger.info("Testing on %s", self.device)
         return self._predictor
 
     def ranges(self, dataset_name: str, roidb, output_dir: Path, start: int, end: int) -> list:
         """RangeResults covering [start, end): loaded when already written, else computed and saved."""
-        stamp = settings_fingerprint(dataset_name, roidb, self.weights)
+        cfg = self.cfg
+        stamp = settings_fingerprint(cfg, dataset_name, roidb, self.weights)
         plan = plan_ranges(start, end, find_ranges(output_dir, stamp), self.args.chunk_size)
         todo = sum(e - s for s, e, path in plan if path is None)
         done = (end - start) - todo
@@ -240,7 +240,7 @@ class Tester:
             picture = vis_one_image(
                 item["image"], prediction.boxes, prediction.scores, prediction.classes, names,
                 masks=prediction.masks, keypoints=prediction.keypoints, keypoint_names=keypoint_names,
-                thresh=float(cfg.VIS_TH),
+                thresh=float(self.cfg.VIS_TH),
             )  # fmt: skip
             cv2.imwrite(str(folder / f"{Path(item['path']).stem}.png"), picture)
 
@@ -258,13 +258,21 @@ def report_failures(dataset_name: str, images) -> int:
     return len(failed)
 
 
-def log_metrics(dataset_name: str, metrics: dict) -> None:
-    for task, values in metrics.items():
-        line = ", ".join(f"{name} {value * 100:.2f}" for name, value in values.items())
-        logger.info("%s %s: %s", dataset_name, task, line)
+def log_metrics(all_metrics: dict[str, dict]) -> None:
+    """A table of every dataset's and task's metrics, in metrics.json's unit (fractions of 1)."""
+    rows = [(dataset, task, values) for dataset, tasks in all_metrics.items() for task, values in tasks.items()]
+    if not rows:
+        return
+    names = list(dict.fromkeys(name for _, _, values in rows for name in values))
+    width = max(len("dataset"), *(len(dataset) for dataset, _, _ in rows))
+    logger.info("COCO metrics (fractions of 1, as stored in metrics.json):")
+    logger.info("%s  %-9s %s", "dataset".ljust(width), "task", " ".join(f"{name:>7}" for name in names))
+    for dataset, task, values in rows:
+        cells = " ".join(f"{values[name]:7.4f}" if name in values else f"{'-':>7}" for name in names)
+        logger.info("%s  %-9s %s", dataset.ljust(width), task, cells)
 
 
-def run_children(args, argv: list[str], dataset_name: str, num_entries: int, output_dir: Path, device) -> None:
+def run_children(args, argv: list[str], dataset_name: str, num_entries: int, output_dir: Path, device) -> bool:
     """--multi-gpu-testing without torchrun: one `--range` process per GPU (or per --num_procs)."""
     gpus = device.type == "cuda"
     count = args.num_procs or (torch.cuda.device_count() if gpus else 2)
@@ -296,7 +304,9 @@ def run_children(args, argv: list[str], dataset_name: str, num_entries: int, out
             failed.append(log_path)
     if failed:
         tail = Path(failed[0]).read_text(errors="replace")[-3000:]
-        raise SystemExit(f"{len(failed)} test processes failed; see {[str(p) for p in failed]}. Last output:\n{tail}")
+        logger.error("%d test processes failed; see %s. Last output:\n%s", len(failed), [str(p) for p in failed], tail)
+        return False
+    return True
 
 
 def strip_parent_flags(argv: list[str]) -> list[str]:
@@ -306,30 +316,32 @@ def strip_parent_flags(argv: list[str]) -> list[str]:
         if skip:
             skip -= 1
             continue
-        if token in ("--multi-gpu-testing", "--multi_gpu_testing"):
+        flag = token.split("=", 1)[0].replace("-", "_")
+        if flag == "__multi_gpu_testing":
             continue
-        if token in ("--num_procs", "--output_dir"):
-            skip = 1
-            continue
-        if token.startswith(("--num_procs=", "--output_dir=")):
+        if flag in ("__num_procs", "__output_dir"):
+            skip = 0 if "=" in token else 1
             continue
         out.append(token)
     return out
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Test; a user error ends with one line on stderr and exit code 2 (--debug: traceback)."""
+    return run_tool(_main, argv, PROG)
+
+
+def _main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    checkpoint = read_checkpoint(args.load_ckpt) if args.load_ckpt else None
-    setup_cfg(args, checkpoint)
+    setup_logging()
+    checkpoint, cfg = setup_cfg(args)
     world = torchrun_world()
     device = pick_device(args, world)
     if world is not None:  # torchrun: every rank takes a shard, rank 0 merges and evaluates
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     spawn = args.multi_gpu_testing and args.range is None and world is None
-    tester = Tester(args, checkpoint, device)
-    root = Path(default_output_dir(args))
+    tester = Tester(args, cfg, checkpoint, device)
+    root = Path(default_output_dir(args, cfg))
     datasets = list(cfg.TEST.DATASETS)
     all_metrics: dict[str, dict] = {}
     failures = total = 0
@@ -339,8 +351,8 @@ def main(argv=None) -> int:
         output_dir = root / dataset_name if len(datasets) > 1 else root
         output_dir.mkdir(parents=True, exist_ok=True)
         start, end = (min(args.range[0], num), min(args.range[1], num)) if args.range is not None else (0, num)
-        if spawn:
-            run_children(args, argv, dataset_name, num, output_dir, device)
+        if spawn and not run_children(args, argv, dataset_name, num, output_dir, device):
+            return 1
         elif world is not None:
             rank, size, _ = world
             shard = (end - start + size - 1) // size
@@ -361,8 +373,8 @@ def main(argv=None) -> int:
             images, dataset_name, roidb.info.json_file, roidb.info.contiguous_category_id_to_json_id,
             output_dir, plus_one=bool(cfg.MODEL.BOX_PLUS_ONE),
         )  # fmt: skip
-        log_metrics(dataset_name, metrics)
         all_metrics[dataset_name] = metrics
+    log_metrics(all_metrics)
     if all_metrics:
         write_json(root / "metrics.json", all_metrics)
         logger.info("Wrote %s", root / "metrics.json")

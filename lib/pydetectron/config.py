@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from pydetectron.utils.collections import AttrDict, FrozenConfigError
+from pydetectron.utils.paths import default_data_dir
 
 __all__ = [
     "AttrDict",
@@ -123,6 +124,8 @@ def _train_defaults() -> AttrDict:
     t.FREEZE_AT = 2  # stop gradients at this ResNet stage (stem and stages up to it frozen)
     t.KEEP_EMPTY_IMAGES = False  # [pydetectron] keep images that have no usable gt box
     t.AMP = ""  # [pydetectron] mixed precision: '' (off), 'fp16' or 'bf16'
+    t.EVAL_PERIOD = 0  # [pydetectron] evaluate TEST.DATASETS every N steps and at the end; 0 = off
+    t.EMA_DECAY = 0.0  # [pydetectron] keep an exponential moving average of the weights; 0 = off
     return t
 
 
@@ -417,7 +420,7 @@ def _build_defaults() -> AttrDict:
     c.RNG_SEED = 3
     c.EPS = 1e-14
     c.ROOT_DIR = str(_ROOT_DIR)
-    c.DATA_DIR = str(_ROOT_DIR / "data")
+    c.DATA_DIR = default_data_dir()  # $PYDETECTRON_DATA_DIR, else <ROOT_DIR>/data
     c.OUTPUT_DIR = "/tmp"
     c.MATLAB = "matlab"
     c.MEMONGER = True
@@ -820,6 +823,8 @@ def _check_values(c: AttrDict) -> None:
         _require(len(c[key]) == 3, key, "must hold 3 values (one per channel)", c)
     _require(all(s > 0 for s in c.PIXEL_STDS), "PIXEL_STDS", "must be positive", c)
     _require(c.SOLVER.CLIP_GRAD_NORM >= 0, "SOLVER.CLIP_GRAD_NORM", "must be >= 0 (0 = off)", c)
+    _require(c.TRAIN.EVAL_PERIOD >= 0, "TRAIN.EVAL_PERIOD", "must be >= 0 (0 = off)", c)
+    _require(0.0 <= c.TRAIN.EMA_DECAY < 1.0, "TRAIN.EMA_DECAY", "must lie in [0, 1) (0 = off)", c)
     for key, allowed in _CHOICES.items():
         section, _, name = key.rpartition(".")
         node = c[section] if section else c

@@ -116,7 +116,7 @@ def test_corrupt_or_wrong_size_image(png_roidb):
     roidb, image_dir = png_roidb
     (image_dir / "b.png").write_bytes(b"\x89PNG garbage")
     dataset = RoidbDataset(roidb, scales=(50,), max_size=500, pixel_means=MEANS)
-    with pytest.raises(ImageReadError, match=r"b\.png' \(unreadable or not an image\)"):
+    with pytest.raises(ImageReadError, match=r"b\.png' \(unreadable, corrupt or not an image\)"):
         dataset[1]
     (image_dir / "a.png").replace(image_dir / "empty.png")  # 100 x 80 where 50 x 50 is expected
     message = r"empty\.png' is 80x100 \(HxW\) but its annotations say 50x50"

@@ -95,6 +95,14 @@ def tiny_cfg(data_dir: str | os.PathLike, ims_per_batch: int = 2):
     return cfg
 
 
+def tiny_schedule(max_iter: int = 8):
+    """Warm-up over steps 0-2, decay by 10 at step 5: both happen across the trainer tests' resume points."""
+    from pydetectron.engine.lr_schedule import LRSchedule
+
+    return LRSchedule(base_lr=0.05, policy="steps_with_decay", steps=(0, 5), max_iter=max_iter, warm_up_iters=3,
+                      warm_up_factor=0.5)  # fmt: skip
+
+
 def tiny_loader(data_dir, ims_per_batch: int = 2, rank: int = 0, world_size: int = 1):
     cfg = tiny_cfg(data_dir, ims_per_batch)
     return build_train_loader(cfg, rank=rank, world_size=world_size, num_workers=0)
@@ -103,6 +111,7 @@ def tiny_loader(data_dir, ims_per_batch: int = 2, rank: int = 0, world_size: int
 def train_tiny(data_dir, out_dir, ims_per_batch: int, steps: int, rank: int = 0, world_size: int = 1):
     """Train `TinyDetector` with SGD for `steps` steps on this rank's shard; returns (model, result)."""
     from pydetectron.engine.checkpoint import Checkpointer
+    from pydetectron.engine.hooks import default_hooks
     from pydetectron.engine.lr_schedule import LRSchedule
     from pydetectron.engine.optimizer import SolverSettings, build_optimizer
     from pydetectron.engine.rng import seed_everything
@@ -117,9 +126,9 @@ def train_tiny(data_dir, out_dir, ims_per_batch: int, steps: int, rank: int = 0,
     optimizer = build_optimizer(model, solver, schedule(0))
     loader = tiny_loader(data_dir, ims_per_batch, rank=rank, world_size=world_size)
     trainer = Trainer(
-        wrap_ddp(model, torch.device("cpu")), optimizer, schedule, loader,
-        TrainerOptions(max_iter=steps, snapshot_period=0, handle_signals=False),
-        solver=solver, device="cpu", checkpointer=Checkpointer(Path(out_dir) / "ckpt"), dist_info=info,
+        wrap_ddp(model, torch.device("cpu")), optimizer, schedule, loader, TrainerOptions(max_iter=steps),
+        solver=solver, device="cpu", dist_info=info,
+        hooks=default_hooks(checkpointer=Checkpointer(Path(out_dir) / "ckpt"), handle_signals=False),
         keep_history=True,
     )
     return model, trainer.train()

@@ -7,13 +7,13 @@ import statistics
 
 import pytest
 import torch
-from engine_test_support import TinyDetector, tiny_loader, write_tiny_shapes
+from engine_test_support import TinyDetector, tiny_loader, tiny_schedule
 
 from pydetectron.data.minibatch import SampleKey, collate_minibatch
 from pydetectron.engine.amp import MixedPrecision
 from pydetectron.engine.checkpoint import Checkpointer, load_checkpoint
+from pydetectron.engine.hooks import default_hooks
 from pydetectron.engine.losses import NonFiniteLossError
-from pydetectron.engine.lr_schedule import LRSchedule
 from pydetectron.engine.metrics import JSONLinesWriter, TrainingStats
 from pydetectron.engine.optimizer import SolverSettings, build_optimizer
 from pydetectron.engine.rng import seed_everything
@@ -22,17 +22,8 @@ from pydetectron.engine.trainer import Trainer, TrainerOptions, detection_forwar
 MAX_ITER = 8
 
 
-@pytest.fixture(scope="module")
-def shapes_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("data")
-    write_tiny_shapes(data_dir)
-    return data_dir
-
-
-def schedule() -> LRSchedule:
-    # warm-up over steps 0-2, decay by 10 at step 5: both happen across the resume points
-    return LRSchedule(base_lr=0.05, policy="steps_with_decay", steps=(0, 5), max_iter=MAX_ITER, warm_up_iters=3,
-                      warm_up_factor=0.5)
+def schedule():
+    return tiny_schedule(MAX_ITER)
 
 
 def make_trainer(loader, out_dir=None, seed=0, iter_size=1, forward_fn=detection_forward, amp="", clip=0.0,
@@ -41,13 +32,15 @@ def make_trainer(loader, out_dir=None, seed=0, iter_size=1, forward_fn=detection
     model = TinyDetector(random_ops=random_ops)
     solver = SolverSettings(weight_decay=1e-3)
     optimizer = build_optimizer(model, solver, schedule()(0))
+    hooks = default_hooks(
+        checkpointer=Checkpointer(out_dir / "ckpt") if out_dir is not None else None, snapshot_period=period,
+        stats=stats, handle_signals=handle_signals,
+    )
     return Trainer(
         model, optimizer, schedule(), loader,
-        TrainerOptions(max_iter=MAX_ITER, iter_size=iter_size, clip_grad_norm=clip, snapshot_period=period,
-                       handle_signals=handle_signals),
-        solver=solver, device="cpu", amp=MixedPrecision(amp, "cpu"),
-        checkpointer=Checkpointer(out_dir / "ckpt") if out_dir is not None else None,
-        stats=stats, forward_fn=forward_fn, keep_history=True,
+        TrainerOptions(max_iter=MAX_ITER, iter_size=iter_size, clip_grad_norm=clip),
+        solver=solver, device="cpu", amp=MixedPrecision(amp, "cpu"), forward_fn=forward_fn, hooks=hooks,
+        keep_history=True,
     )
 
 

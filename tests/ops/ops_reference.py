@@ -22,13 +22,14 @@ def iou(a: list[float], b: list[float], plus_one: bool) -> float:
 
 
 def nms_reference(boxes: Tensor, scores: Tensor, threshold: float, plus_one: bool = False) -> Tensor:
-    """Greedy NMS, highest score first (ties: lower index first)."""
+    """Greedy NMS, highest score first (ties: lower index first): a box is dropped when
+    its IoU with a kept box is > threshold (a NaN IoU drops nothing)."""
     box_list = boxes.double().tolist()
     score_list = scores.double().tolist()
     order = sorted(range(len(box_list)), key=lambda i: (-score_list[i], i))
     keep: list[int] = []
     for i in order:
-        if all(iou(box_list[k], box_list[i], plus_one) <= threshold for k in keep):
+        if not any(iou(box_list[k], box_list[i], plus_one) > threshold for k in keep):
             keep.append(i)
     return torch.tensor(keep, dtype=torch.int64)
 

@@ -23,6 +23,10 @@ def opcheck_cases():
     boxes = torch.rand(30, 4, dtype=torch.float64) * 10
     boxes[:, 2:] += boxes[:, :2]
     scores = torch.rand(30, dtype=torch.float64)
+    logits = torch.randn(12, 5, dtype=torch.float64).requires_grad_()
+    targets = (torch.rand(12, 5, dtype=torch.float64) < 0.3).double()
+    labels = torch.tensor([0, 1, 4, -1, 2, 0, 0, 3, -1, 1, 0, 2])
+    row_grad = torch.randn(12, dtype=torch.float64)
     return {
         "roi_align": (OPS.roi_align.default, (x, rois, 0.5, 2, 3, 2, True)),
         "roi_align_backward": (
@@ -40,6 +44,28 @@ def opcheck_cases():
         "batched_nms": (
             OPS.batched_nms.default,
             (boxes, scores, torch.arange(30) % 3, 0.5, True),
+        ),
+        "sigmoid_focal_loss none": (
+            OPS.sigmoid_focal_loss.default, (logits, targets, 0.25, 2.0, "none")
+        ),
+        "sigmoid_focal_loss mean": (
+            OPS.sigmoid_focal_loss.default,
+            (logits, targets.clone().requires_grad_(), 0.25, 1.5, "mean"),
+        ),
+        "sigmoid_focal_loss_backward": (
+            OPS.sigmoid_focal_loss_backward.default,
+            (torch.tensor(2.0, dtype=torch.float64), logits.detach(), targets.detach(), -1.0, 2.0,
+             "sum", True),
+        ),
+        "softmax_focal_loss none": (
+            OPS.softmax_focal_loss.default, (logits, labels, 0.25, 2.0, "none")
+        ),
+        "softmax_focal_loss sum": (
+            OPS.softmax_focal_loss.default, (logits, labels, 0.25, 0.5, "sum")
+        ),
+        "softmax_focal_loss_backward": (
+            OPS.softmax_focal_loss_backward.default,
+            (row_grad, logits.detach(), labels, 0.25, 2.0, "none"),
         ),
     }
 
@@ -97,6 +123,27 @@ def test_cpu_autocast_runs_in_float32(op):
     assert x.grad is not None and x.grad.dtype == torch.bfloat16
 
 
+def test_focal_losses_under_torch_compile():
+    logits = torch.randn(40, 6)
+    targets = (torch.rand(40, 6) < 0.2).float()
+    labels = torch.randint(-1, 6, (40,))
+
+    def loss(x, t, y):
+        return ops.sigmoid_focal_loss(x, t, reduction="sum") + ops.softmax_focal_loss(
+            x, y, reduction="mean"
+        )
+
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    x = logits.clone().requires_grad_()
+    x_eager = logits.clone().requires_grad_()
+    value = compiled(x, targets, labels)
+    expected = loss(x_eager, targets, labels)
+    torch.testing.assert_close(value, expected)
+    value.backward()
+    expected.backward()
+    torch.testing.assert_close(x.grad, x_eager.grad)
+
+
 def test_cpu_autocast_nms():
     boxes = (torch.rand(40, 4) * 20).to(torch.bfloat16)
     boxes[:, 2:] += boxes[:, :2]
@@ -107,7 +154,8 @@ def test_cpu_autocast_nms():
 
 
 def test_every_op_has_cpu_and_autocast_kernels():
-    for name in ("nms", "batched_nms", "roi_align", "roi_pool", "roi_crop"):
+    for name in ("nms", "batched_nms", "roi_align", "roi_pool", "roi_crop", "sigmoid_focal_loss",
+                 "softmax_focal_loss"):
         for key in ("CPU", "AutocastCPU", "AutocastCUDA"):
             assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pydetectron::{name}", key)
 

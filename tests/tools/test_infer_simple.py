@@ -145,3 +145,44 @@ def test_bad_arguments_and_all_failed(tool, ckpt, tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(tool, "Predictor", KnownPredictor)
     assert tool.main(["--load_ckpt", str(ckpt), "--images", str(tmp_path / "x.png"), "--output_dir",
                       str(tmp_path / "out"), "--no_cuda"]) == 1  # fmt: skip
+
+
+def test_real_mask_model_draws_its_masks(tool, tmp_path):
+    """A random tiny Mask R-CNN checkpoint: the picture is tinted inside the predicted masks."""
+    sys.path.insert(0, str(REPO / "tests" / "tools"))
+    from test_test_net_masks_keypoints import MASK
+
+    from pydetectron import Predictor
+
+    cfg = tiny_cfg(None, MASK + ["TEST.SCORE_THRESH", "0.0", "TEST.DETECTIONS_PER_IM", "3"])
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "mask.pth", build_model(cfg), cfg)
+    inputs = write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    assert tool.main(["--load_ckpt", str(ckpt), "--images", str(tmp_path / "in" / "plain.png"), "--output_dir",
+                      str(out), "--thresh", "0.0", "--no_cuda"]) == 0  # fmt: skip
+    prediction = Predictor(cfg, str(ckpt), device="cpu")(inputs["plain"])
+    assert prediction.masks is not None and prediction.masks.any()
+    picture = cv2.imread(str(out / "plain.png"))
+    inside = prediction.masks.any(axis=0)
+    assert changed(picture, inputs["plain"])[inside].mean() > 0.9
+
+
+def test_each_image_says_how_many_detections_it_drew(tool, ckpt, tmp_path, monkeypatch, caplog):
+    write_inputs(tmp_path / "in")
+    monkeypatch.setattr(tool, "Predictor", KnownPredictor)
+    plain = str(tmp_path / "in" / "plain.png")
+    with caplog.at_level("INFO"):
+        assert tool.main(["--load_ckpt", str(ckpt), "--images", plain, "--output_dir", str(tmp_path / "a"),
+                          "--thresh", "0.25", "--no_cuda"]) == 0  # fmt: skip
+        assert tool.main(["--load_ckpt", str(ckpt), "--images", plain, "--output_dir", str(tmp_path / "b"),
+                          "--thresh", "0.5", "--no_cuda"]) == 0  # fmt: skip
+        assert tool.main(["--load_ckpt", str(ckpt), "--images", plain, "--output_dir", str(tmp_path / "c"),
+                          "--no_cuda", "--thresh", "0.99"]) == 0  # fmt: skip
+    messages = [r.getMessage() for r in caplog.records if r.name == "infer_simple" and plain in r.getMessage()]
+    assert messages == [
+        f"{plain}: drew 2 detections (score >= --thresh 0.25)",
+        f"{plain}: drew 1 detection (score >= --thresh 0.5)",
+        f"{plain}: drew nothing: no detection scored >= --thresh 0.99 (the best scored 0.950); lower --thresh to "
+        "see more",
+    ]

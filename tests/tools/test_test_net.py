@@ -1,9 +1,7 @@
 """tools/test_net.py on the shapes val set: AP, range files, resume, bad images, processes."""
 
-import contextlib
 import hashlib
 import importlib.util
-import io
 import json
 import sys
 from pathlib import Path
@@ -12,12 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "evaluation"))
 from evaluation_fixtures import one_torch_thread, save_checkpoint, short_train, tiny_cfg  # noqa: E402
+from tool_test_support import direct_ap  # noqa: E402
 
 from pydetectron.data import build_test_dataset, ensure_shapes_dataset  # noqa: E402
 from pydetectron.data.transforms import ImageReadError, read_image  # noqa: E402
@@ -62,17 +59,6 @@ def run(tool, ckpt, data_dir, out, *extra):
     return tool.main(argv)
 
 
-def direct_ap(json_file, results_file):
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(json_file))
-        results = json.loads(Path(results_file).read_text())
-        evaluator = COCOeval(gt, gt.loadRes(results) if results else COCO(), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return dict(zip(("AP", "AP50", "AP75", "APs", "APm", "APl"), evaluator.stats[:6].tolist()))
-
-
 class OraclePredictor:
     """Answers with the ground truth of the image it is shown (found by its pixels)."""
 
@@ -96,11 +82,20 @@ class OraclePredictor:
         return SimpleNamespace(boxes=boxes, scores=scores, classes=classes.astype(np.int64), masks=None, keypoints=None)
 
 
-def test_ground_truth_answers_score_ap_one(tool, data_dir, random_ckpt, tmp_path, monkeypatch, capsys):
+def test_ground_truth_answers_score_ap_one(tool, data_dir, random_ckpt, tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.setattr(tool, "Predictor", OraclePredictor)
-    assert run(tool, random_ckpt, data_dir, tmp_path, "--vis") == 0
+    with caplog.at_level("INFO"):
+        assert run(tool, random_ckpt, data_dir, tmp_path, "--vis") == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["shapes_val"]["bbox"]["AP"] == pytest.approx(1.0)
+    # the table says its unit, the one metrics.json stores
+    table = [r.getMessage() for r in caplog.records if r.name == "test_net"]
+    header = table.index("COCO metrics (fractions of 1, as stored in metrics.json):")
+    assert table[header + 1].split() == ["dataset", "task", "AP", "AP50", "AP75", "APs", "APm", "APl"]
+    row = table[header + 2].split()
+    assert row[:2] == ["shapes_val", "bbox"]
+    assert [float(v) for v in row[2:]] == pytest.approx([metrics["shapes_val"]["bbox"][k] for k in
+                                                         ("AP", "AP50", "AP75", "APs", "APm", "APl")], abs=5e-5)
     assert set(metrics["shapes_val"]["bbox"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000" in capsys.readouterr().out
     results = json.loads((tmp_path / "bbox_shapes_val_results.json").read_text())
@@ -176,8 +171,7 @@ def count_predictions(tool, monkeypatch):
 def test_interrupted_run_continues_from_written_ranges(tool, data_dir, random_ckpt, tmp_path, monkeypatch):
     calls = count_predictions(tool, monkeypatch)
     calls["stop_after"] = 4
-    with pytest.raises(KeyboardInterrupt):
-        run(tool, random_ckpt, data_dir, tmp_path, "--chunk_size", "3")
+    assert run(tool, random_ckpt, data_dir, tmp_path, "--chunk_size", "3") == 130  # Ctrl-C: one line, exit 130
     assert [p.name for p in tmp_path.glob("detections_range_*")] == ["detections_range_0_3.pth"]
     calls.update(images=0, stop_after=None)
     assert run(tool, random_ckpt, data_dir, tmp_path, "--chunk_size", "3") == 0
@@ -189,8 +183,8 @@ def test_argument_errors_name_the_problem(tool, data_dir, random_ckpt, tmp_path,
     with pytest.raises(SystemExit):
         tool.main(["--dataset", "shapes", "--load_ckpt", str(tmp_path / "nothere.pth")])
     assert "nothere.pth" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="unknown dataset 'nope'"):
-        run(tool, random_ckpt, data_dir, tmp_path, "--dataset", "nope")
+    assert run(tool, random_ckpt, data_dir, tmp_path, "--dataset", "nope") == 2
+    assert "test_net.py: error: --dataset: unknown dataset 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tool.main(["--range", "5", "2", "--load_ckpt", str(random_ckpt)])
 

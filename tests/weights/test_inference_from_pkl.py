@@ -84,7 +84,7 @@ def test_test_net_resolves_a_test_weights_url_to_the_cache(pkl, tmp_path, monkey
     spec.loader.exec_module(tool)
     _, _, path = pkl
     monkeypatch.setenv("PYDETECTRON_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(tool, "cfg", config_tree(CONFIG, SMALL + ["TEST.WEIGHTS", path.as_uri()]))
-    local = tool.weights_path(SimpleNamespace(load_ckpt=None, load_detectron=None))
+    cfg = config_tree(CONFIG, SMALL + ["TEST.WEIGHTS", path.as_uri()])
+    local = tool.weights_path(SimpleNamespace(load_ckpt=None, load_detectron=None), cfg)
     assert Path(local).read_bytes() == path.read_bytes()
     assert Path(local).is_relative_to(tmp_path / "cache")

@@ -88,13 +88,13 @@ def load_train_tool():
 def test_train_net_step_stops_with_one_line_when_named_weights_are_missing(tmp_path, monkeypatch):
     tool = load_train_tool()
     cfg = config_tree(BASELINE, ["TRAIN.WEIGHTS", str(tmp_path / "missing.pkl")])
-    monkeypatch.setattr(tool, "cfg", cfg)
     args = Namespace(load_ckpt=None, load_detectron=None)
-    with pytest.raises(SystemExit, match=r"^TRAIN.WEIGHTS: weights file not found: "):
-        tool.initialise_weights(Tiny(), args, resuming=False)
+    with pytest.raises(tool.UsageError, match=r"^TRAIN.WEIGHTS: weights file not found: "):
+        tool.initialise_weights(Tiny(), args, cfg, resuming=False)
     args = Namespace(load_ckpt=None, load_detectron=str(tmp_path / "gone.pkl"))
-    with pytest.raises(SystemExit, match=r"^--load_detectron: weights file not found: "):
-        tool.initialise_weights(Tiny(), args, resuming=False)
+    with pytest.raises(tool.UsageError, match=r"^--load_detectron: weights file not found: "):
+        tool.initialise_weights(Tiny(), args, cfg, resuming=False)
     model = Tiny()
-    tool.initialise_weights(model, Namespace(load_ckpt=None, load_detectron=str(tiny_pkl(tmp_path / "t.pkl"))), False)
+    detectron_args = Namespace(load_ckpt=None, load_detectron=str(tiny_pkl(tmp_path / "t.pkl")))
+    tool.initialise_weights(model, detectron_args, cfg, False)
     assert torch.equal(model.fc.weight, torch.ones(2, 3))

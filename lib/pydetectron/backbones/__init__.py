@@ -13,9 +13,15 @@ from __future__ import annotations
 from .base import FEATURE_STRIDES, Backbone
 from .registry import BACKBONES, build_backbone, register_backbone
 
+# isort: split
 # Families register their constructors on import.
 # --- toolbox families (Darknet, VoVNet, torchvision wrappers) ---
+from . import toolbox  # noqa: F401
+
+# isort: split
 # --- ported families (ViT, Mixer, CaiT, Swin, ConvNeXt) ---
+# isort: split
+from . import ported  # noqa: F401  (registers vit_*, deit*, siglip_*, mixer_*, cait_*, swin_*, convnext*)
 
 __all__ = ["BACKBONES", "FEATURE_STRIDES", "Backbone", "build_backbone", "list_backbones", "register_backbone"]
 

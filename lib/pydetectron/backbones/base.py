@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 FEATURE_STRIDES = (2, 4, 8, 16, 32)
+# Prefix of the classification head in checkpoints of tools/train_classifier.py.
+CLASSIFIER_HEAD_PREFIX = "head."
 
 
 class Backbone(nn.Module):
@@ -26,6 +28,9 @@ class Backbone(nn.Module):
 
     out_channels_list: tuple[int, ...] = ()
     stride: int = 32
+    # Entries of a weights file that belong to a classifier this backbone does not keep
+    # (e.g. torchvision's "fc." / "classifier."); load_pretrained skips them.
+    ignored_pretrained_prefixes: tuple[str, ...] = ()
 
     def get_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps at strides 2, 4, 8, 16, 32 (finest first)."""
@@ -45,9 +50,10 @@ class Backbone(nn.Module):
 
         Accepted layouts: a plain state dict, `{'state_dict': ...}` or `{'model': ...}`
         (classifier checkpoints of tools/train_classifier.py keep the backbone under the
-        `backbone.` prefix, which is stripped). Files are read with `weights_only=True`,
-        so nothing in them runs. A mismatch raises a ValueError listing the missing and
-        unexpected names and any shape differences.
+        `backbone.` prefix, which is stripped, and their `head.` classifier is skipped).
+        Entries under `ignored_pretrained_prefixes` are skipped too. Files are read with
+        `weights_only=True`, so nothing in them runs. A mismatch raises a ValueError
+        listing the missing and unexpected names and any shape differences.
         """
         path = os.fspath(path)
         if not os.path.isfile(path):
@@ -57,6 +63,8 @@ class Backbone(nn.Module):
         except Exception as error:  # corrupt file or a pickle that carries code
             raise ValueError(f"{path}: not a readable PyTorch weights file ({error})") from error
         state = _unwrap_state_dict(data, path)
+        if self.ignored_pretrained_prefixes:
+            state = {k: v for k, v in state.items() if not k.startswith(self.ignored_pretrained_prefixes)}
         own = self.state_dict()
         missing = sorted(k for k in own if k not in state)
         unexpected = sorted(k for k in state if k not in own)
@@ -84,8 +92,14 @@ def _unwrap_state_dict(data, path: str) -> dict[str, torch.Tensor]:
         if key in data and isinstance(data[key], dict):
             data = data[key]
             break
-    if data and all(k.startswith("backbone.") for k in data):
-        data = {k[len("backbone.") :]: v for k, v in data.items()}
+    if any(k.startswith("backbone.") for k in data):
+        # A classifier (backbone + `head.`) or a state dict with the backbone under `backbone.`;
+        # any other entry is kept so that it is reported as unexpected.
+        data = {
+            (k[len("backbone.") :] if k.startswith("backbone.") else k): v
+            for k, v in data.items()
+            if not k.startswith(CLASSIFIER_HEAD_PREFIX)
+        }
     bad = [k for k, v in data.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise ValueError(f"{path}: entries that are not tensors: {bad[:5]}")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from pydetectron.utils.paths import default_data_dir
+
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -106,14 +108,6 @@ SHORT_NAMES: dict[str, ShortName] = {
     "shapes": ShortName(("shapes_train",), ("shapes_val",), 5),
     "keypoints_shapes": ShortName(("keypoints_shapes_train",), ("keypoints_shapes_val",), 2),
 }
-
-
-def default_data_dir() -> str:
-    """`$PYDETECTRON_DATA_DIR`, else the `data/` folder of the source checkout."""
-    env = os.environ.get("PYDETECTRON_DATA_DIR")
-    if env:
-        return env
-    return str(Path(__file__).resolve().parents[3] / "data")
 
 
 def dataset_names() -> list[str]:

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from pydetectron.data.minibatch import RoidbDataset, collate_minibatch
 from pydetectron.data.samplers import GroupedBatchSampler
+from pydetectron.utils.signals import ignore_stop_signals, stop_signals_blocked
 
 
 AUTO_WORKERS = -1  # DATA_LOADER.NUM_THREADS / --nw value that means "pick from the cores"
@@ -44,11 +45,14 @@ def resolve_num_workers(requested: int) -> int:
 
 
 def worker_init(_worker_id: int) -> None:
-    """One thread per worker: the workers already run in parallel.
+    """One thread per worker (the workers already run in parallel); stop signals ignored.
 
     cv2.setNumThreads(0) (not 1): resizing OpenCV's thread pool in a forked worker whose
-    parent had used the pool hangs, while 0 switches the pool off safely.
+    parent had used the pool hangs, while 0 switches the pool off safely. SIGINT, SIGTERM
+    and SIGUSR1 sent to the process group are for the main process, which finishes its step
+    and saves: a worker that died from them would make the main process fail instead.
     """
+    ignore_stop_signals()
     cv2.setNumThreads(0)
     torch.set_num_threads(1)
 
@@ -58,7 +62,8 @@ class TrainLoader:
 
     It counts the batches handed out, so `state_dict()` is the position after the last
     batch the trainer received, not after those the workers prefetched. Iterating again
-    (or after `load_state_dict`) continues from that position.
+    (or after `load_state_dict`) continues from that position. It also counts the images
+    that could not be read and were replaced by others (`skipped_images`).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class TrainLoader:
         self.prefetch_factor = prefetch_factor
         self.timeout = timeout  # seconds to wait for a worker's batch (0: forever)
         self.position = sampler.start_batch
+        self.skipped_images = 0  # unreadable images replaced so far (DATA_LOADER.SKIP_MISSING_IMAGES)
 
     @property
     def roidb(self):
@@ -105,8 +111,11 @@ class TrainLoader:
             pin_memory=self.pin_memory,
             **extra,
         )
-        for batch in loader:
+        with stop_signals_blocked():  # the workers start with the signals blocked, see worker_init
+            batches = iter(loader)
+        for batch in batches:
             self.position += 1
+            self.skipped_images += len(batch.get("skipped", ()))
             yield batch
 
     def state_dict(self) -> dict:

@@ -103,20 +103,28 @@ class RoidbDataset(Dataset):
             return self._load(key.index, key)
         except ImageReadError as exc:
             if not self.skip_missing:
-                raise
+                hint = "set DATA_LOADER.SKIP_MISSING_IMAGES True to skip unreadable images" if self.with_targets else ""
+                raise ImageReadError(f"{exc}; {hint}" if hint else str(exc)) from None
             return self._replacement(key, exc)
 
     def _replacement(self, key: SampleKey, error: ImageReadError) -> dict:
-        """Another entry of the same orientation, chosen from the key's seed."""
+        """Another entry of the same orientation, chosen from the key's seed.
+
+        The sample lists what was skipped under 'skipped' (the loader counts them).
+        """
         logger.warning("Skipping entry %d: %s", key.index, error)
+        skipped = [str(error)]
         rng = np.random.default_rng([key.seed, key.index, 1])
         same = np.nonzero(self._landscape == self._landscape[key.index])[0]
         for _ in range(MAX_REPLACEMENTS):
             index = int(same[rng.integers(len(same))])
             try:
-                return self._load(index, key)
+                sample = self._load(index, key)
+                sample["skipped"] = skipped
+                return sample
             except ImageReadError as exc:
                 logger.warning("Skipping entry %d: %s", index, exc)
+                skipped.append(str(exc))
         raise ImageReadError(
             f"{MAX_REPLACEMENTS} replacement images in a row could not be read (last: {error})"
         )
@@ -207,7 +215,8 @@ def collate_minibatch(samples: Sequence[dict], size_divisibility: int = 0) -> di
     Returns `data` float32 [N, 3, H, W] (zero padded, H and W multiples of
     `size_divisibility` when > 0), `im_info` float32 [N, 3] (h, w, scale of each image
     before padding), `image_ids` int64 [N], `indices` int64 [N], `flipped` bool [N],
-    and `targets` (a list of per-image dicts) when the samples carry targets.
+    `targets` (a list of per-image dicts) when the samples carry targets, and `skipped`
+    (messages naming the unreadable images replaced by others) when there were any.
     """
     batch = {
         "data": images_to_batch([s["image"] for s in samples], size_divisibility),
@@ -218,4 +227,7 @@ def collate_minibatch(samples: Sequence[dict], size_divisibility: int = 0) -> di
     }
     if all("targets" in s for s in samples):
         batch["targets"] = [s["targets"] for s in samples]
+    skipped = [message for s in samples for message in s.get("skipped", ())]
+    if skipped:
+        batch["skipped"] = skipped
     return batch

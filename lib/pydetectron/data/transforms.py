@@ -18,19 +18,64 @@ import torch
 
 
 class ImageReadError(OSError):
-    """An image file is missing, unreadable, or not the size its annotations say."""
+    """An image file is missing, unreadable, truncated, or not the size its annotations say."""
+
+
+_JPEG_START = b"\xff\xd8"
+_JPEG_SCAN = b"\xff\xda"  # start of scan; 0xFF bytes inside a scan are stuffed, so it cannot occur there
+_JPEG_END = b"\xff\xd9"
+_PNG_START = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND"
+
+
+def truncation_reason(data: bytes) -> str:
+    """Why an encoded JPEG / PNG is incomplete ('' when it looks complete, or for other formats).
+
+    OpenCV decodes a truncated JPEG without an error (libjpeg only prints "Premature end of
+    JPEG file" and fills the rest grey), so the end markers are checked here: a JPEG needs an
+    end-of-image marker after its last scan, a PNG its IEND chunk. Bytes after the end
+    marker are allowed (some cameras append data).
+    """
+    if data.startswith(_JPEG_START):
+        last_scan = data.rfind(_JPEG_SCAN)
+        if last_scan < 0 or data.rfind(_JPEG_END) < last_scan:
+            return "truncated JPEG: no end-of-image marker after the image data"
+    elif data.startswith(_PNG_START) and data.rfind(_PNG_END) < 0:
+        return "truncated PNG: no IEND chunk"
+    return ""
+
+
+def decode_image_file(path: str | os.PathLike, flags: int) -> np.ndarray:
+    """The pixels of an image file decoded by OpenCV with `flags`.
+
+    Raises ImageReadError naming the file when it is missing, empty, truncated (see
+    `truncation_reason`) or not an image OpenCV can decode.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ImageReadError(f"could not read image '{path}' (file not found)") from None
+    except OSError as error:
+        raise ImageReadError(f"could not read image '{path}' ({error.strerror or error})") from None
+    if not data:
+        raise ImageReadError(f"could not read image '{path}' (empty file)")
+    reason = truncation_reason(data)
+    if reason:
+        raise ImageReadError(f"could not read image '{path}' ({reason})")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    if image is None:
+        raise ImageReadError(f"could not read image '{path}' (unreadable, corrupt or not an image)")
+    return image
 
 
 def read_image(path: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """HxWx3 uint8 BGR image; raises ImageReadError naming `path`.
+    """HxWx3 uint8 BGR image; raises ImageReadError naming `path` (see `decode_image_file`).
 
     EXIF orientation is ignored so pixels line up with the annotation coordinates.
     """
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    image = cv2.imread(path, flags)
-    if image is None:
-        reason = "file not found" if not os.path.exists(path) else "unreadable or not an image"
-        raise ImageReadError(f"could not read image '{path}' ({reason})")
+    image = decode_image_file(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if expected_hw is not None and tuple(image.shape[:2]) != tuple(expected_hw):
         raise ImageReadError(
             f"image '{path}' is {image.shape[0]}x{image.shape[1]} (HxW) but its annotations "

@@ -13,6 +13,8 @@ batch is batch x `--iter_size` (images per optimizer update).
   decay as strong as in the config's own schedule. Without `--iter_size` both are the batch.
 - TRAIN.IMS_PER_BATCH becomes batch / devices and NUM_GPUS the number of devices.
 - The checkpoint period is TRAIN.SNAPSHOT_ITERS / devices (Detectron.pytorch).
+- TRAIN.EVAL_PERIOD scales like MAX_ITER (at least 1 step when on), so the evaluations
+  happen at the same points of the schedule.
 SOLVER.WARM_UP_ITERS and STEP_SIZE are left as they are (as in Detectron.pytorch).
 FPN.RPN_COLLECT_SCALE stays 1: TRAIN.RPN_POST_NMS_TOP_N counts proposals per image here, so
 the per-batch correction Detectron.pytorch makes with it is not needed.
@@ -44,6 +46,7 @@ class BatchAdjustment:
     steps: tuple[list[int], list[int]]
     max_iter: tuple[int, int]
     snapshot_period: int
+    eval_period: tuple[int, int] = (0, 0)
 
     @property
     def effective_batch_size(self) -> int:
@@ -61,6 +64,8 @@ class BatchAdjustment:
             f"    SOLVER.MAX_ITER: {self.max_iter[0]} --> {self.max_iter[1]}",
             f"Checkpoint period (TRAIN.SNAPSHOT_ITERS / NUM_GPUS): {self.snapshot_period} steps",
         ]
+        if self.eval_period[0]:
+            lines.insert(4, f"    TRAIN.EVAL_PERIOD: {self.eval_period[0]} --> {self.eval_period[1]}")
         return lines
 
 
@@ -94,7 +99,11 @@ def adapt_cfg_to_batch(cfg: Any, batch_size: int | None, iter_size: int = 1, num
     old_max_iter = int(cfg.SOLVER.MAX_ITER)
     new_max_iter = scale_iterations(old_max_iter, step_scale)
 
+    old_eval_period = int(cfg.TRAIN.EVAL_PERIOD)
+    new_eval_period = max(1, scale_iterations(old_eval_period, step_scale)) if old_eval_period > 0 else 0
+
     cfg.NUM_GPUS = num_gpus
+    cfg.TRAIN.EVAL_PERIOD = new_eval_period
     cfg.TRAIN.IMS_PER_BATCH = batch // num_gpus
     cfg.SOLVER.BASE_LR = new_lr
     cfg.SOLVER.STEPS = new_steps
@@ -111,6 +120,7 @@ def adapt_cfg_to_batch(cfg: Any, batch_size: int | None, iter_size: int = 1, num
         steps=(old_steps, new_steps),
         max_iter=(old_max_iter, new_max_iter),
         snapshot_period=snapshot_period(int(cfg.TRAIN.SNAPSHOT_ITERS), num_gpus),
+        eval_period=(old_eval_period, new_eval_period),
     )
 
 

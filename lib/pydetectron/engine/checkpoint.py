@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from pydetectron.weights.errors import WeightsError
+from pydetectron.weights.files import read_torch_file
+
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last_checkpoint"
@@ -77,22 +80,37 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Path
     return atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint on the CPU with `weights_only=True`; clear errors for bad files."""
+class CheckpointError(ValueError):
+    """A weights or checkpoint file that cannot be used (corrupt, truncated, not ours)."""
+
+
+def read_weights_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A `.pth` file as a dict, read on the CPU with `weights_only=True` (no code from the file runs).
+
+    Raises FileNotFoundError or CheckpointError naming the file.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.endswith(".pkl"):
-        raise ValueError(
-            f"{path}: Detectron .pkl weights are not a training checkpoint; use --load_detectron "
+        raise CheckpointError(
+            f"{path}: Detectron .pkl weights are not a PyTorch checkpoint; use --load_detectron "
             "(initialisation only, no --resume)"
         )
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
-    if not isinstance(data, dict) or "model" not in data:
-        raise ValueError(f"{path}: not a pydetectron checkpoint (expected a dict with a 'model' entry)")
+        data = read_torch_file(path)
+    except WeightsError as error:
+        raise CheckpointError(str(error)) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(data).__name__}")
+    return data
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """One of our training checkpoints (a dict with 'model'); errors as `read_weights_file`."""
+    data = read_weights_file(path)
+    if "model" not in data:
+        raise CheckpointError(f"{os.fspath(path)}: not a pydetectron checkpoint (expected a dict with a 'model' entry)")
     return data
 
 

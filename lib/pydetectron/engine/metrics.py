@@ -117,6 +117,26 @@ class TrainingStats:
         self.step_times = SmoothedValue(self.disp_interval)
         self.data_times = SmoothedValue(self.disp_interval)
 
+    def state_dict(self) -> dict:
+        """The smoothing windows, so that a resumed run logs the medians the uninterrupted one did."""
+        return {
+            "series": {key: list(series.values) for key, series in self.series.items()},
+            "step_times": list(self.step_times.values),
+            "data_times": list(self.data_times.values),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.series = {}
+        for key, values in state.get("series", {}).items():
+            self.series[key] = SmoothedValue(self.disp_interval)
+            for value in values:
+                self.series[key].add(value)
+        for name in ("step_times", "data_times"):
+            window = SmoothedValue(self.disp_interval)
+            for value in state.get(name, []):
+                window.add(value)
+            setattr(self, name, window)
+
     def update(self, values: dict[str, float], step_time: float, data_time: float) -> None:
         for key, value in values.items():
             self.series.setdefault(key, SmoothedValue(self.disp_interval)).add(value)
@@ -127,7 +147,11 @@ class TrainingStats:
         return step % self.disp_interval == 0 or step == self.max_iter - 1
 
     def scalars(self, step: int, lr: float) -> dict[str, float]:
-        """What is logged at `step`: smoothed losses and metrics, lr, timings, ETA, memory."""
+        """What is logged at `step`: smoothed losses and metrics, lr, timings, ETA, memory.
+
+        Loss and metric values are medians over the window; `time` is the mean time per step
+        of the window and the ETA is that mean times the steps left.
+        """
         values = {key: series.median for key, series in self.series.items()}
         time_per_iter = self.step_times.mean
         values.update(
@@ -141,12 +165,15 @@ class TrainingStats:
         )
         return values
 
-    def log(self, step: int, lr: float) -> dict[str, float]:
-        """Log the line for `step` and write its scalars; returns them."""
+    def log(self, step: int, lr: float, extra: dict[str, float] | None = None) -> dict[str, float]:
+        """Log the line for `step` and write its scalars (with `extra` ones); returns them."""
         scalars = self.scalars(step, lr)
+        scalars.update(extra or {})
         loss_keys = [key for key in sorted(self.series) if key.startswith("loss")]
         losses = ", ".join(f"{key}: {scalars[key]:.6f}" for key in loss_keys)
-        others = ", ".join(f"{key}: {scalars[key]:.4f}" for key in sorted(self.series) if key not in loss_keys)
+        others = [f"{key}: {scalars[key]:.4f}" for key in sorted(self.series) if key not in loss_keys]
+        others += [f"{key}: {value:g}" for key, value in (extra or {}).items()]
+        others = ", ".join(others)
         memory_kind = "max_mem" if self.device.type == "cuda" else "rss"
         logger.info(
             "step %d/%d, lr %.6f, time %.3fs/it (data %.3fs), eta %s, %s %.0f MB | %s%s",

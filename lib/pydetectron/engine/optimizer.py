@@ -10,14 +10,11 @@ Each group keeps its name and LR multiplier in the optimizer state (`name`, `lr_
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-
-logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("SGD", "Adam")
 
@@ -145,9 +142,6 @@ class LRUpdater:
         old_lr = self.lr
         if new_lr == old_lr:
             return
-        ratio = max(new_lr / max(old_lr, 1e-10), old_lr / max(new_lr, 1e-10))
-        if ratio > self.settings.log_lr_change_threshold:
-            logger.info("Changing learning rate %.6f -> %.6f", old_lr, new_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = new_lr * float(group.get("lr_mult", 1.0))
         if isinstance(self.optimizer, torch.optim.SGD):

@@ -1,6 +1,7 @@
 """`Predictor`: a model and its weights behind "BGR image in, detections out".
 
     predictor = Predictor(cfg, "model_final.pth")       # CPU or GPU (default: GPU if any)
+    predictor = Predictor.from_checkpoint("Outputs/run/ckpt/model_step999.pth")   # its own config
     prediction = predictor(cv2.imread("photo.jpg"))     # or predictor("photo.jpg")
     prediction.boxes, prediction.scores, prediction.classes
     predictions = predictor.batch(list_of_images)       # batched for throughput
@@ -22,15 +23,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-import yaml
 
-from pydetectron.data.transforms import ImageReadError
+from pydetectron.data.transforms import ImageReadError, decode_image_file
+from pydetectron.engine.checkpoint import read_weights_file
 from pydetectron.engine.inference import (
     BoxAugmentation,
     InputTransform,
     PreparedImage,
     detect_with_box_augmentation,
 )
+from pydetectron.engine.tool_config import cfg_from_checkpoint
 from pydetectron.modeling.model_builder import build_model
 from pydetectron.nn import fold_norms as fold_model_norms
 from pydetectron.structures.detections import Detections
@@ -98,14 +100,10 @@ def as_bgr_uint8(image, name: str = "image") -> np.ndarray:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """An image file as HxWx3 uint8 BGR (grayscale, alpha and 16-bit converted).
 
-    Raises ImageReadError naming the file when it is missing, not an image or corrupt.
+    Raises ImageReadError naming the file when it is missing, not an image, corrupt or truncated.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImageReadError(f"could not read image '{path}' (file not found)")
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise ImageReadError(f"could not read image '{path}' (unreadable, corrupt or not an image)")
+    image = decode_image_file(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     try:
         return as_bgr_uint8(image, name=f"image '{path}'")
     except ValueError as error:
@@ -120,29 +118,6 @@ def resolve_device(device=None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device} was asked for but torch sees no CUDA GPU")
     return device
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """A weights file as a dict (never executing code from it); errors name the file."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: not a readable PyTorch weights file ({error})") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a state dict or a checkpoint dict, got {type(data).__name__}")
-    return data
-
-
-def checkpoint_cfg(checkpoint: dict) -> dict | None:
-    """The config tree stored in one of our checkpoints ('cfg' YAML text), else None."""
-    text = checkpoint.get("cfg")
-    if not isinstance(text, str) or not text.strip():
-        return None
-    tree = yaml.safe_load(text)
-    return tree if isinstance(tree, dict) else None
 
 
 def to_prediction(detections: Detections, original_size: tuple[int, int], box_ratio=(1.0, 1.0)) -> Prediction:
@@ -206,6 +181,21 @@ class Predictor:
         self.box_augmentation = BoxAugmentation.from_cfg(cfg)
         self.batch_size = batch_size
         self.num_classes = int(cfg.MODEL.NUM_CLASSES)
+        self.cfg = cfg
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike, device=None, batch_size: int = 4, **overrides
+    ) -> Predictor:
+        """A predictor built from the config stored in one of our checkpoints (train_net_step.py's
+        `model_step<N>.pth` or `model_best.pth`), with its weights.
+
+        `overrides` are config keys to change, e.g. `**{"TEST.SCORE_THRESH": 0.5}`. The cfg used
+        is `predictor.cfg` (a tree of its own: the global `cfg` is not touched).
+        """
+        checkpoint = read_weights_file(path)
+        cfg = cfg_from_checkpoint(checkpoint, overrides, where=os.fspath(path))
+        return cls(cfg, checkpoint, device=device, batch_size=batch_size)
 
     def __call__(self, image) -> Prediction | list[Prediction]:
         """Detections of one image (array or file path); a list of images gives a list."""

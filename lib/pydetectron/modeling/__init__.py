@@ -6,7 +6,7 @@ from .levels import ShapeSpec
 from .model_builder import build_model, build_roi_heads
 from .registry import BODIES, Registry
 from .roi_heads.box_head_builders import BOX_HEADS
-from .roi_heads.branch import ROI_BRANCHES, ImageInfo, RoIBranch
+from .roi_heads.branch import ROI_BRANCHES, ImageInfo, PooledHeadBranch, RoIBranch
 
 __all__ = [
     "BODIES",
@@ -14,6 +14,7 @@ __all__ = [
     "ROI_BRANCHES",
     "ImageInfo",
     "Registry",
+    "PooledHeadBranch",
     "RoIBranch",
     "ShapeSpec",
     "build_body",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pydetectron.nn import WeightMapping, add_prefix, prefix_both
+from pydetectron.nn import WeightMapping, prefix_both, submodule_mappings
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 
@@ -102,14 +102,7 @@ class GeneralizedRCNN(nn.Module):
         return self.roi_heads(features, proposals, images_info)
 
     def detectron_weight_mapping(self) -> WeightMapping:
-        mapping, orphans = {}, []
-        for name in ("body", "rpn", "roi_heads"):
-            module = getattr(self, name)
-            if module is not None:
-                part, part_orphans = module.detectron_weight_mapping()
-                mapping |= add_prefix(part, name)
-                orphans += part_orphans
-        return mapping, orphans
+        return submodule_mappings({"body": self.body, "rpn": self.rpn, "roi_heads": self.roi_heads})
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
         """Our state-dict names -> names in a torchvision *rcnn state dict."""

@@ -15,7 +15,15 @@ from .frozen_batch_norm import FrozenBatchNorm2d
 from .group_norm import DEFAULT_GN, GroupNormSettings, get_group_gn, group_norm
 from .init import constant_fill_, fill_by_name, gaussian_fill_, msra_fill_, xavier_fill_
 from .norm import NORM_KINDS, check_norm_kind, detectron_norm_suffix, make_norm
-from .weight_mapping import WeightMapping, add_prefix, conv_mapping, norm_mapping, prefix_both
+from .weight_mapping import (
+    WeightMapping,
+    add_prefix,
+    conv_mapping,
+    norm_mapping,
+    prefix_both,
+    submodule_mappings,
+    submodule_torchvision_mappings,
+)
 
 __all__ = [
     "AffineChannel2d",
@@ -46,4 +54,6 @@ __all__ = [
     "conv_mapping",
     "norm_mapping",
     "prefix_both",
+    "submodule_mappings",
+    "submodule_torchvision_mappings",
 ]

@@ -47,3 +47,24 @@ def prefix_both(mapping: dict[str, str], ours: str, theirs: str) -> dict[str, st
     """Prefix the module-side names with `ours.` and the file-side names with `theirs.`
     (for name tables such as torchvision's, whose layout nests like ours)."""
     return {f"{ours}.{name}": f"{theirs}.{other}" for name, other in mapping.items()}
+
+
+def submodule_mappings(parts: dict[str, nn.Module | None]) -> WeightMapping:
+    """Detectron mappings of named submodules (None skipped), each under its name, with their orphans."""
+    mapping: dict[str, str] = {}
+    orphans: list[str] = []
+    for name, module in parts.items():
+        if module is not None:
+            part, part_orphans = module.detectron_weight_mapping()
+            mapping |= add_prefix(part, name)
+            orphans += part_orphans
+    return mapping, orphans
+
+
+def submodule_torchvision_mappings(parts: dict[str, nn.Module | None]) -> dict[str, str]:
+    """torchvision name tables of named submodules (None skipped), each under its name."""
+    mapping: dict[str, str] = {}
+    for name, module in parts.items():
+        if module is not None:
+            mapping |= add_prefix(module.torchvision_weight_mapping(), name)
+    return mapping

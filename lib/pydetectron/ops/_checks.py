@@ -28,26 +28,12 @@ def check_floating(t: Tensor, name: str, op: str) -> None:
         raise TypeError(f"{op}: {name} must be a floating point tensor, got {t.dtype}")
 
 
-def check_cpu_dtype(t: Tensor, name: str, op: str) -> None:
-    """The CPU kernels compute in float32 or float64 (half types run under autocast)."""
-    if (
-        t.device.type == "cpu"
-        and t.dtype not in (torch.float32, torch.float64)
-        and not _autocast_on(t.device)
-    ):
-        raise TypeError(
-            f"{op}: on CPU {name} must be float32 or float64 (or run under torch.autocast), "
-            f"got {t.dtype}"
-        )
-
-
 def check_feature_map(input: object, op: str) -> Tensor:
     """`input` is a floating [N, C, H, W] tensor."""
     t = check_tensor(input, "input", op)
     if t.dim() != 4:
         raise ValueError(f"{op}: input must be a 4-D [N, C, H, W] tensor, got shape {tuple(t.shape)}")
     check_floating(t, "input", op)
-    check_cpu_dtype(t, "input", op)
     return t
 
 

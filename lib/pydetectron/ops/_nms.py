@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from ._checks import (
-    check_cpu_dtype,
     check_floating,
     check_same_device,
     check_same_dtype,
@@ -16,18 +15,14 @@ from ._checks import (
 )
 from ._library import OPS
 
-# Above this many boxes batched_nms runs the per-class kernel, below it one NMS over
-# class-shifted boxes (one kernel, no grouping). The CPU value is torchvision's; on the
-# GPU the shifted NMS is one launch and stays cheaper for longer.
-PER_CLASS_MIN_BOXES = {"cpu": 1000, "cuda": 25_000}
-
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, plus_one: bool = False) -> Tensor:
     """Greedy NMS: indices of the kept boxes, sorted by decreasing score.
 
     A box is dropped when its IoU with a kept, higher-scoring box is > `iou_threshold`.
     `boxes` is [N, 4] (x1, y1, x2, y2), `scores` is [N]. `plus_one=True` measures widths
-    as x2 - x1 + 1 (the Detectron convention); the default is torchvision's.
+    as x2 - x1 + 1 (the Detectron convention); the default is torchvision's. float16 and
+    bfloat16 boxes are compared in float32 (on CPU and CUDA).
     """
     _check_nms_args(boxes, scores, iou_threshold, plus_one, "nms")
     return OPS.nms(boxes, scores, float(iou_threshold), plus_one)
@@ -38,8 +33,10 @@ def batched_nms(
 ) -> Tensor:
     """NMS within each category of `idxs` [N]; kept indices sorted by decreasing score.
 
-    Few boxes: one NMS over boxes shifted apart by category (the offset trick). Many
-    boxes: the per-class kernel, which never compares boxes of different categories.
+    Boxes of different categories are never compared: the kernels group the boxes by
+    category (or, on CUDA with up to 25k boxes, test the category next to the IoU), so
+    the result is that of one `nms` per category whatever N, the ids (any int64) and
+    the coordinates (a NaN or infinite box affects only its own category).
     """
     op = "batched_nms"
     _check_nms_args(boxes, scores, iou_threshold, plus_one, op)
@@ -52,22 +49,7 @@ def batched_nms(
     if idxs.is_floating_point() or idxs.is_complex() or idxs.dtype == torch.bool:
         raise TypeError(f"{op}: idxs must be an integer tensor, got {idxs.dtype}")
     check_same_device(boxes, idxs, ("boxes", "idxs"), op)
-    if boxes.shape[0] == 0:
-        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-    if boxes.shape[0] > PER_CLASS_MIN_BOXES.get(boxes.device.type, 1000):
-        return OPS.batched_nms(boxes, scores, idxs, float(iou_threshold), plus_one)
-    return _batched_nms_offset(boxes, scores, idxs, float(iou_threshold), plus_one)
-
-
-def _batched_nms_offset(
-    boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, plus_one: bool
-) -> Tensor:
-    """Shifts each category by a multiple of the coordinate span so that boxes of
-    different categories never overlap, then runs one NMS."""
-    low = torch.clamp(boxes.min(), max=0)
-    span = boxes.max() - low + 1
-    shifted = boxes + (idxs.to(boxes.dtype) * span)[:, None]
-    return OPS.nms(shifted, scores, iou_threshold, plus_one)
+    return OPS.batched_nms(boxes, scores, idxs, float(iou_threshold), plus_one)
 
 
 def _check_nms_args(
@@ -86,7 +68,6 @@ def _check_nms_args(
         )
     check_floating(boxes, "boxes", op)
     check_floating(scores, "scores", op)
-    check_cpu_dtype(boxes, "boxes", op)
     check_same_device(boxes, scores, ("boxes", "scores"), op)
     check_same_dtype(boxes, scores, ("boxes", "scores"), op)
     if not isinstance(iou_threshold, numbers.Real) or isinstance(iou_threshold, bool):

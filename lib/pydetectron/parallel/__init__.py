@@ -16,6 +16,7 @@ from pydetectron.parallel.distributed import (
 from pydetectron.parallel.scatter_gather import (
     chunk_sizes,
     gather_outputs,
+    move_to,
     scatter_minibatch,
     split_padded_batch,
     unpad_images,
@@ -33,6 +34,7 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "launched_by_torchrun",
+    "move_to",
     "scatter_minibatch",
     "split_padded_batch",
     "unpad_images",

@@ -79,19 +79,20 @@ def scatter_minibatch(
             else:
                 part = value[start : start + size]
             keep_on_cpu = key in cpu_keywords
-            chunk[key] = _to_device(part, torch.device("cpu") if keep_on_cpu else device)
+            chunk[key] = move_to(part, torch.device("cpu") if keep_on_cpu else device)
         scattered.append(chunk)
         start += size
     return scattered
 
 
-def _to_device(value: Any, device: torch.device) -> Any:
-    if torch.is_tensor(value) or hasattr(value, "to"):
+def move_to(value: Any, device: torch.device | str) -> Any:
+    """Tensors (also inside lists, tuples and dicts) moved to `device`; anything else unchanged."""
+    if torch.is_tensor(value) or hasattr(value, "to"):  # tensors and structures such as GroundTruth
         return value.to(device, non_blocking=True)
     if isinstance(value, dict):
-        return {key: _to_device(item, device) for key, item in value.items()}
+        return {key: move_to(item, device) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_to_device(item, device) for item in value)
+        return type(value)(move_to(item, device) for item in value)
     return value
 
 

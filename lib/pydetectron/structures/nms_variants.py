@@ -68,8 +68,12 @@ def box_voting(
     scoring_method: str = "ID",
     beta: float = 1.0,
     plus_one: bool = True,
+    top_classes: torch.Tensor | None = None,
+    all_classes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Refine each kept box as the score-weighted mean of all boxes with IoU >= thresh.
+
+    With `top_classes` / `all_classes`, only boxes of the kept box's own class vote.
 
     The score is kept ('ID') or recomputed from the voters as Detectron's scoring methods
     do. Returns (boxes [K, 4], scores [K]).
@@ -79,7 +83,10 @@ def box_voting(
     if top_boxes.shape[0] == 0:
         return top_boxes.clone(), top_scores.clone()
     iou = box_iou(top_boxes, all_boxes, plus_one=plus_one)
-    voters = (iou >= thresh).to(all_scores.dtype)
+    same_box = iou >= thresh
+    if top_classes is not None and all_classes is not None:
+        same_box &= top_classes[:, None] == all_classes[None, :]
+    voters = same_box.to(all_scores.dtype)
     weights = voters * all_scores[None, :]
     boxes = (weights @ all_boxes) / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
     count = voters.sum(dim=1).clamp(min=1)

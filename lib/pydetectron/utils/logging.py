@@ -9,6 +9,21 @@ import sys
 LOG_FORMAT = "%(levelname)s %(filename)s:%(lineno)4d: %(message)s"
 
 
+class _CurrentStdoutHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is when a record comes (a redirect or capture in force then)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(
     rank: int = 0,
     level: int = logging.INFO,
@@ -26,7 +41,7 @@ def setup_logging(
             root.removeHandler(handler)
     effective = level if rank == 0 else logging.WARNING
     formatter = logging.Formatter(LOG_FORMAT if rank == 0 else f"[rank {rank}] {LOG_FORMAT}")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [_CurrentStdoutHandler()]
     if log_file is not None and rank == 0:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))

@@ -30,7 +30,7 @@ def _unpickling_problem(path: str, error: Exception) -> str:
             "plain containers"
         )
     lines = [line.strip() for line in text.splitlines() if "nsupported" in line] or [text.strip() or "?"]
-    return f"{path}: truncated or corrupt PyTorch file ({lines[0].splitlines()[0]})"
+    return f"{path}: not a readable checkpoint, the file is truncated or corrupt ({lines[0].splitlines()[0]})"
 
 
 def read_torch_file(path: str) -> object:
@@ -41,7 +41,9 @@ def read_torch_file(path: str) -> object:
         raise WeightsError(_unpickling_problem(path, error)) from None
     except Exception as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise WeightsError(f"{path}: truncated or corrupt PyTorch file ({type(error).__name__}: {first})") from None
+        raise WeightsError(
+            f"{path}: not a readable checkpoint, the file is truncated or corrupt ({type(error).__name__}: {first})"
+        ) from None
 
 
 def read_weights_file(path: str) -> tuple[dict, bool]:

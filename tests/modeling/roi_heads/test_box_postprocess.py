@@ -75,4 +75,16 @@ def test_hard_nms_with_voting_matches_per_class_voting():
         voted, voted_scores = box_voting(boxes[idx][keep], scores[idx][keep], boxes[idx], scores[idx], 0.7)
         mine = det.classes == cls
         torch.testing.assert_close(det.scores[mine], voted_scores)
-        torch.testing.assert_close(det.boxes[mine], voted, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(det.boxes[mine], voted)
+
+
+def test_voted_boxes_on_the_image_border_stay_inside_it():
+    """Voting averages clipped boxes, so a box clipped at 0 or at the far edge stays there exactly."""
+    boxes = torch.tensor([[0.0, 0.0, 1199.0, 40.0], [0.0, 2.0, 1199.0, 41.0], [0.0, 1.0, 1199.0, 40.5]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    classes = torch.tensor([79, 79, 80])
+    post = BoxPostProcessor(81, detections_per_image=0, box_vote_settings=BoxVoteSettings(True, 0.7, "ID", 1.0))
+    voted, _, _ = post._vote(boxes[:1], scores[:1], classes[:1], boxes, scores, classes)
+    assert voted[0, 0] == 0 and voted[0, 2] == 1199
+    expected_y1 = (0.9 * 0.0 + 0.8 * 2.0) / (0.9 + 0.8)  # the class-80 box does not vote
+    torch.testing.assert_close(voted[0, 1], torch.tensor(expected_y1))

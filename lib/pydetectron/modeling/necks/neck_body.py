@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...nn import WeightMapping, add_prefix, prefix_both
+from ...nn import WeightMapping, prefix_both, submodule_mappings
 from ..levels import ShapeSpec, level_of_stride, pyramid_name
 
 
@@ -73,9 +73,7 @@ class NeckBody(nn.Module):
         return {name: out for name, out in zip(self._all_outputs, outputs) if name in self.out_features}
 
     def detectron_weight_mapping(self) -> WeightMapping:
-        body_mapping, orphans = self.backbone.detectron_weight_mapping()
-        neck_mapping, neck_orphans = self.neck.detectron_weight_mapping()
-        return add_prefix(body_mapping, "backbone") | add_prefix(neck_mapping, "neck"), orphans + neck_orphans
+        return submodule_mappings({"backbone": self.backbone, "neck": self.neck})
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
         """Names in a torchvision ``BackboneWithFPN`` (``body.*``, ``fpn.*``) for our weights."""

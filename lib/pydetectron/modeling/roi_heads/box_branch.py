@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pydetectron.nn import WeightMapping, add_prefix, prefix_both
+from pydetectron.nn import WeightMapping, prefix_both, submodule_mappings
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 
@@ -187,9 +187,7 @@ class BoxBranch(nn.Module):
         return detections
 
     def detectron_weight_mapping(self) -> WeightMapping:
-        head_mapping, head_orphans = self.head.detectron_weight_mapping()
-        out_mapping, out_orphans = self.outputs.detectron_weight_mapping()
-        return add_prefix(head_mapping, "head") | add_prefix(out_mapping, "outputs"), head_orphans + out_orphans
+        return submodule_mappings({"head": self.head, "outputs": self.outputs})
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
         """Names under torchvision's `roi_heads` (box_head.fc6/fc7, box_predictor.*)."""

@@ -165,21 +165,21 @@ class BoxPostProcessor:
         return torch.cat(out_boxes), torch.cat(out_scores), torch.cat(out_classes)
 
     def _vote(self, top_boxes, top_scores, top_classes, all_boxes, all_scores, all_classes):
-        """Box voting within each class: IoU across classes is masked out by an offset."""
+        """Box voting within each class (boxes of other classes never vote)."""
         if top_boxes.shape[0] == 0:
             return top_boxes, top_scores, top_classes
-        span = torch.cat((top_boxes, all_boxes)).max() + 2.0
         voted, new_scores = box_voting(
-            top_boxes + (top_classes.to(top_boxes.dtype) * span)[:, None],
+            top_boxes,
             top_scores,
-            all_boxes + (all_classes.to(all_boxes.dtype) * span)[:, None],
+            all_boxes,
             all_scores,
             self.box_vote.vote_thresh,
             self.box_vote.scoring_method,
             self.box_vote.beta,
             self.plus_one,
+            top_classes=top_classes,
+            all_classes=all_classes,
         )
-        voted = voted - (top_classes.to(voted.dtype) * span)[:, None]
         return voted, new_scores, top_classes
 
     def _limit(self, boxes, scores, classes) -> Detections:

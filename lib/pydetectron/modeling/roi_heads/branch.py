@@ -23,6 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from pydetectron.nn import WeightMapping, submodule_mappings, submodule_torchvision_mappings
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 
@@ -64,3 +65,25 @@ class RoIBranch(nn.Module):
     ) -> None:
         """Add this branch's outputs to each image's detections (in place)."""
         raise NotImplementedError(f"{type(self).__name__} must implement predict")
+
+
+class PooledHeadBranch(RoIBranch):
+    """A branch that pools RoI features from `in_features`, runs `head` then `outputs` on them
+    (the mask and keypoint branches); it declares the weight names of both."""
+
+    def __init__(self, in_features: Sequence[str], pooler: nn.Module, head: nn.Module, outputs: nn.Module) -> None:
+        super().__init__()
+        self.in_features = list(in_features)
+        self.pooler = pooler
+        self.head = head
+        self.outputs = outputs
+
+    def head_outputs(self, features: Mapping[str, torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
+        """`outputs(head(pooled))` of RoIs [R, 5] (batch index, box in input pixels)."""
+        return self.outputs(self.head(self.pooler([features[name] for name in self.in_features], rois)))
+
+    def detectron_weight_mapping(self) -> WeightMapping:
+        return submodule_mappings({"head": self.head, "outputs": self.outputs})
+
+    def torchvision_weight_mapping(self) -> dict[str, str]:
+        return submodule_torchvision_mappings({"head": self.head, "outputs": self.outputs})

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pydetectron.nn import WeightMapping, add_prefix
 from pydetectron.structures.boxes import box_iou
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
@@ -22,13 +21,13 @@ from pydetectron.structures.keypoints import (
 from ..levels import ShapeSpec
 from .box_branch import BoxBranch, rois_with_batch_index
 from .box_sampling import SampledRoIs, random_subset
-from .branch import ROI_BRANCHES, ImageInfo, RoIBranch
+from .branch import ROI_BRANCHES, ImageInfo, PooledHeadBranch
 from .keypoint_heads import KEYPOINT_HEADS, KeypointOutputs
 from .roi_pooler import RoIPooler
 
 
 @ROI_BRANCHES.register("keypoint")
-class KeypointBranch(RoIBranch):
+class KeypointBranch(PooledHeadBranch):
     """Keypoint heatmaps for sampled RoIs (training) and final detections (inference).
 
     Training RoIs are drawn as Detectron does: among the box branch's candidates (proposals
@@ -57,11 +56,7 @@ class KeypointBranch(RoIBranch):
         nms_oks_thresh: float = 0.0,
         decode_space: str = "original",
     ) -> None:
-        super().__init__()
-        self.in_features = list(in_features)
-        self.pooler = pooler
-        self.head = head
-        self.outputs = outputs
+        super().__init__(in_features, pooler, head, outputs)
         self.heatmap_size = int(heatmap_size)
         self.fg_thresh = float(fg_thresh)
         self.rois_per_image = int(rois_per_image)
@@ -122,8 +117,7 @@ class KeypointBranch(RoIBranch):
 
     def heatmap_logits(self, features: Mapping[str, torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
         """Heatmap logits [R, K, S, S] of RoIs [R, 5] in input pixels."""
-        pooled = self.pooler([features[name] for name in self.in_features], rois)
-        return self.outputs(self.head(pooled))
+        return self.head_outputs(features, rois)
 
     def sample(self, candidates: torch.Tensor, target: GroundTruth) -> tuple[torch.Tensor, torch.Tensor]:
         """(RoIs [R, 4], matched gt keypoints [R, K, 3]) of one image."""
@@ -183,12 +177,3 @@ class KeypointBranch(RoIBranch):
             det.keypoints = keypoints[:, :, :3]
             if self.nms_oks_thresh > 0:
                 detections[index] = det.select(nms_oks(keypoints, det.boxes, self.nms_oks_thresh))
-
-    def detectron_weight_mapping(self) -> WeightMapping:
-        head_mapping, head_orphans = self.head.detectron_weight_mapping()
-        out_mapping, out_orphans = self.outputs.detectron_weight_mapping()
-        return add_prefix(head_mapping, "head") | add_prefix(out_mapping, "outputs"), head_orphans + out_orphans
-
-    def torchvision_weight_mapping(self) -> dict[str, str]:
-        mapping = add_prefix(self.head.torchvision_weight_mapping(), "head")
-        return mapping | add_prefix(self.outputs.torchvision_weight_mapping(), "outputs")

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from pydetectron import ops
-from pydetectron.nn import WeightMapping, add_prefix
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 from pydetectron.structures.mask_paste import paste_masks
@@ -18,7 +17,7 @@ from pydetectron.structures.polygon_masks import PolygonMasks
 from ..levels import ShapeSpec
 from .box_branch import BoxBranch, rois_with_batch_index
 from .box_sampling import SampledRoIs
-from .branch import ROI_BRANCHES, ImageInfo, RoIBranch
+from .branch import ROI_BRANCHES, ImageInfo, PooledHeadBranch
 from .mask_heads import MASK_HEADS, MaskOutputs
 from .roi_pooler import RoIPooler
 
@@ -39,7 +38,7 @@ def mask_targets(masks: PolygonMasks | torch.Tensor, boxes: torch.Tensor, gt_ind
 
 
 @ROI_BRANCHES.register("mask")
-class MaskBranch(RoIBranch):
+class MaskBranch(PooledHeadBranch):
     """Masks for the box branch's foreground RoIs (training) and final detections (inference).
 
     Args:
@@ -61,11 +60,7 @@ class MaskBranch(RoIBranch):
         threshold: float = 0.5,
         share_box_map: bool = False,
     ) -> None:
-        super().__init__()
-        self.in_features = list(in_features)
-        self.pooler = pooler
-        self.head = head
-        self.outputs = outputs
+        super().__init__(in_features, pooler, head, outputs)
         self.resolution = int(resolution)
         self.loss_weight = float(loss_weight)
         self.threshold = float(threshold)
@@ -104,8 +99,7 @@ class MaskBranch(RoIBranch):
 
     def mask_logits(self, features: Mapping[str, torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
         """Mask logits [R, C or 1, M, M] of RoIs [R, 5] in input pixels."""
-        pooled = self.pooler([features[name] for name in self.in_features], rois)
-        return self.outputs(self.head(pooled))
+        return self.head_outputs(features, rois)
 
     def losses(
         self, features: Mapping[str, torch.Tensor], samples: SampledRoIs, targets: Sequence[GroundTruth]
@@ -149,12 +143,3 @@ class MaskBranch(RoIBranch):
     def _class_probs(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         channel = classes if logits.shape[1] > 1 else torch.zeros_like(classes)
         return logits[torch.arange(logits.shape[0], device=logits.device), channel].float().sigmoid()
-
-    def detectron_weight_mapping(self) -> WeightMapping:
-        head_mapping, head_orphans = self.head.detectron_weight_mapping()
-        out_mapping, out_orphans = self.outputs.detectron_weight_mapping()
-        return add_prefix(head_mapping, "head") | add_prefix(out_mapping, "outputs"), head_orphans + out_orphans
-
-    def torchvision_weight_mapping(self) -> dict[str, str]:
-        mapping = add_prefix(self.head.torchvision_weight_mapping(), "head")
-        return mapping | add_prefix(self.outputs.torchvision_weight_mapping(), "outputs")

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from pydetectron.nn import WeightMapping, add_prefix
+from pydetectron.nn import WeightMapping, submodule_mappings, submodule_torchvision_mappings
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 
@@ -53,19 +53,14 @@ class RoIHeads(nn.Module):
         for branch in self.branches.values():
             branch.predict(features, detections, images)
 
+    def _parts(self, method: str) -> dict[str, nn.Module]:
+        """The box branch and every branch that declares `method` (a user's branch may not)."""
+        parts = {"box": self.box}
+        parts |= {f"branches.{name}": b for name, b in self.branches.items() if hasattr(b, method)}
+        return parts
+
     def detectron_weight_mapping(self) -> WeightMapping:
-        mapping, orphans = self.box.detectron_weight_mapping()
-        mapping = add_prefix(mapping, "box")
-        for name, branch in self.branches.items():
-            if hasattr(branch, "detectron_weight_mapping"):
-                branch_mapping, branch_orphans = branch.detectron_weight_mapping()
-                mapping |= add_prefix(branch_mapping, f"branches.{name}")
-                orphans = orphans + branch_orphans
-        return mapping, orphans
+        return submodule_mappings(self._parts("detectron_weight_mapping"))
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
-        mapping = add_prefix(self.box.torchvision_weight_mapping(), "box")
-        for name, branch in self.branches.items():
-            if hasattr(branch, "torchvision_weight_mapping"):
-                mapping |= add_prefix(branch.torchvision_weight_mapping(), f"branches.{name}")
-        return mapping
+        return submodule_torchvision_mappings(self._parts("torchvision_weight_mapping"))

@@ -11,6 +11,7 @@ from torch import nn
 
 from pydetectron.nn.weight_mapping import WeightMapping, add_prefix
 
+from ..levels import level_of_stride
 from .anchors import AnchorGenerator
 from .heads import FPNRPNHead, RPNHead, SingleScaleRPNHead, flatten_rpn_outputs
 from .loss import RPNLoss
@@ -158,7 +159,7 @@ class RPN(nn.Module):
             raise ValueError(f"RPN.CLS_ACTIVATION {activation!r} is not supported; only 'sigmoid' is")
         if fpn:
             k_min, k_max = int(cfg.FPN.RPN_MIN_LEVEL), int(cfg.FPN.RPN_MAX_LEVEL)
-            levels = [_level_of_stride(s) for s in strides]
+            levels = [level_of_stride(s) for s in strides]
             if sorted(levels) != list(range(k_min, k_max + 1)):
                 raise ValueError(
                     f"FPN RPN needs one feature map per level {k_min}..{k_max} (strides "
@@ -213,9 +214,3 @@ class RPN(nn.Module):
         rpn_only = bool(_cfg_value(cfg, "MODEL.RPN_ONLY", False))
         return cls(head, anchor_generator, proposals("TRAIN"), proposals("TEST"), target_assigner, loss, rpn_only)
 
-
-def _level_of_stride(stride: int) -> int:
-    level = round(math.log2(stride)) if stride > 0 else -1
-    if stride <= 0 or 2**level != stride:
-        raise ValueError(f"FPN RPN strides must be powers of two, got {stride}")
-    return level

@@ -6,8 +6,8 @@
 //       higher-scoring box is > iou_threshold. plus_one=True uses the Detectron
 //       convention (width = x2 - x1 + 1).
 //   batched_nms(boxes, scores, idxs [N], iou_threshold, plus_one): the same, with NMS
-//       applied within each value of idxs only; each class is suppressed on its own
-//       (the per-class path for many boxes, see pydetectron.ops.batched_nms).
+//       applied within each value of idxs (any integer type, compared as int64) only:
+//       boxes of different classes are never compared.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 

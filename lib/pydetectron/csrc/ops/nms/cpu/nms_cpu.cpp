@@ -1,4 +1,5 @@
-// CPU kernels of pydetectron::nms and pydetectron::batched_nms.
+// CPU kernels of pydetectron::nms and pydetectron::batched_nms (float16 and bfloat16
+// boxes are compared in float32).
 //
 // Both sort the scores once (stable, descending), copy the boxes into score order as
 // coordinate arrays and run greedy NMS (greedy_nms.h). batched_nms groups the boxes by
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "ops/common/parallel.h"
+#include "ops/common/reduced_float.h"
 #include "ops/nms/cpu/greedy_nms.h"
 #include "ops/nms/nms_checks.h"
 
@@ -46,6 +48,9 @@ at::Tensor kept_indices(const std::vector<uint8_t>& keep, const int64_t* order, 
 at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold,
                    bool plus_one) {
   check_nms_inputs(boxes, scores, "nms");
+  if (is_reduced_float(boxes)) {
+    return nms_cpu(boxes.to(at::kFloat), scores.to(at::kFloat), iou_threshold, plus_one);
+  }
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
 
@@ -67,6 +72,10 @@ at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores,
                            const at::Tensor& idxs, double iou_threshold, bool plus_one) {
   check_nms_inputs(boxes, scores, "batched_nms");
   check_class_indices(boxes, idxs, "batched_nms");
+  if (is_reduced_float(boxes)) {
+    return batched_nms_cpu(boxes.to(at::kFloat), scores.to(at::kFloat), idxs, iou_threshold,
+                           plus_one);
+  }
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
 

@@ -1,9 +1,13 @@
 // CUDA kernels of pydetectron::nms and pydetectron::batched_nms.
 //
 // The boxes are sorted by score on the device and split into segments (one segment for
-// nms, one per class for batched_nms). For each segment a mask kernel writes, for every
-// box i, a bitmask of the later boxes j whose IoU with i is > threshold (64 boxes per
-// 64-bit word, upper triangle only). A scan kernel, one thread block per segment, then
+// nms, one per class for batched_nms with many boxes). For each segment a mask kernel
+// writes, for every box i, a bitmask of the later boxes j whose IoU with i is >
+// threshold (64 boxes per 64-bit word, upper triangle only). batched_nms with fewer
+// boxes runs one segment in score order and sets a bit only between boxes of the same
+// class: the same decisions as per class (the IoUs of the unshifted boxes, exact class
+// ids, no offsets that a NaN, an infinity or a large id could break) in one launch and
+// without copying the class runs to the host. A scan kernel, one thread block per segment, then
 // walks the boxes in score order on the device: a box is kept when no kept box before it
 // has its bit set. Only the final keep flags leave the kernels; the mask never goes to
 // the host.
@@ -28,6 +32,8 @@ constexpr int kScanThreads = 256;
 // Dynamic shared memory for the scan's `removed` bits, leaving room for its static
 // shared arrays within the default 48 KiB per block.
 constexpr int64_t kMaxSharedWords = (48 * 1024 - 1024) / sizeof(Word);
+// batched_nms up to this many boxes: one class-aware segment; above: one per class.
+constexpr int64_t kClassAwareMaxBoxes = 25000;
 
 __host__ __device__ inline int64_t words_for(int64_t n) { return (n + kWordBits - 1) / kWordBits; }
 
@@ -48,19 +54,24 @@ __device__ inline bool iou_above(const A* a, const A* b, A threshold, A offset) 
 }
 
 // Block (col_word, row_word) compares the 64 boxes of row_word with those of col_word.
+// With `classes` (one id per box), only boxes of the same class can suppress each other.
 template <typename T>
-__global__ void nms_mask_kernel(int64_t n, const T* boxes, at::opmath_type<T> threshold,
-                                at::opmath_type<T> offset, int64_t words, Word* mask) {
+__global__ void nms_mask_kernel(int64_t n, const T* boxes, const int64_t* classes,
+                                at::opmath_type<T> threshold, at::opmath_type<T> offset,
+                                int64_t words, Word* mask) {
   using A = at::opmath_type<T>;
   const int64_t row_word = blockIdx.y, col_word = blockIdx.x;
   if (row_word > col_word) return;
   const int row_count = word_count(n, row_word);
   const int col_count = word_count(n, col_word);
   __shared__ A cols[kWordBits * 4];
+  __shared__ int64_t col_classes[kWordBits];
   if (threadIdx.x < col_count) {
-    const T* b = boxes + (col_word * kWordBits + threadIdx.x) * 4;
+    const int64_t j = col_word * kWordBits + threadIdx.x;
+    const T* b = boxes + j * 4;
 #pragma unroll
     for (int k = 0; k < 4; ++k) cols[threadIdx.x * 4 + k] = static_cast<A>(b[k]);
+    col_classes[threadIdx.x] = classes != nullptr ? classes[j] : 0;
   }
   __syncthreads();
   if (threadIdx.x >= row_count) return;
@@ -68,9 +79,12 @@ __global__ void nms_mask_kernel(int64_t n, const T* boxes, at::opmath_type<T> th
   A box[4];
 #pragma unroll
   for (int k = 0; k < 4; ++k) box[k] = static_cast<A>(boxes[i * 4 + k]);
+  const int64_t box_class = classes != nullptr ? classes[i] : 0;
   Word bits = 0;
   for (int j = row_word == col_word ? threadIdx.x + 1 : 0; j < col_count; ++j) {
-    if (iou_above(box, cols + j * 4, threshold, offset)) bits |= Word(1) << j;
+    if (col_classes[j] == box_class && iou_above(box, cols + j * 4, threshold, offset)) {
+      bits |= Word(1) << j;
+    }
   }
   mask[i * words + col_word] = bits;
 }
@@ -130,10 +144,11 @@ __global__ void nms_scan_kernel(const Word* mask, const int64_t* seg_start,
 }
 
 // Greedy NMS over `boxes` [n, 4] sorted by score, cut into independent segments
-// (starts/counts on the host). Returns keep flags [n] (bool) in the same order.
-at::Tensor segmented_nms(const at::Tensor& boxes, const std::vector<int64_t>& starts,
-                         const std::vector<int64_t>& counts, double iou_threshold,
-                         bool plus_one) {
+// (starts/counts on the host). `classes` (int64 [n], same order, or undefined) limits
+// suppression to boxes of the same class. Returns keep flags [n] (bool) in box order.
+at::Tensor segmented_nms(const at::Tensor& boxes, const at::Tensor& classes,
+                         const std::vector<int64_t>& starts, const std::vector<int64_t>& counts,
+                         double iou_threshold, bool plus_one) {
   const int64_t n = boxes.size(0);
   const int64_t segments = static_cast<int64_t>(starts.size());
   std::vector<int64_t> mask_offsets(segments);
@@ -155,13 +170,16 @@ at::Tensor segmented_nms(const at::Tensor& boxes, const std::vector<int64_t>& st
                                   [&] {
     using A = at::opmath_type<scalar_t>;
     const scalar_t* data = boxes.const_data_ptr<scalar_t>();
+    const int64_t* class_data = classes.defined() ? classes.const_data_ptr<int64_t>() : nullptr;
     for (int64_t s = 0; s < segments; ++s) {
       if (counts[s] == 0) continue;
       const int64_t words = words_for(counts[s]);
       const dim3 grid(static_cast<unsigned int>(words), static_cast<unsigned int>(words));
       nms_mask_kernel<scalar_t><<<grid, kWordBits, 0, stream>>>(
-          counts[s], data + starts[s] * 4, threshold_as<A>(iou_threshold),
-          plus_one ? A(1) : A(0), words, mask_data + mask_offsets[s]);
+          counts[s], data + starts[s] * 4,
+          class_data != nullptr ? class_data + starts[s] : nullptr,
+          threshold_as<A>(iou_threshold), plus_one ? A(1) : A(0), words,
+          mask_data + mask_offsets[s]);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
@@ -197,7 +215,7 @@ at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double io
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   const at::Tensor order = std::get<1>(scores.sort(/*stable=*/true, 0, /*descending=*/true));
   const at::Tensor sorted = boxes.index_select(0, order).contiguous();
-  const at::Tensor keep = segmented_nms(sorted, {0}, {n}, iou_threshold, plus_one);
+  const at::Tensor keep = segmented_nms(sorted, at::Tensor(), {0}, {n}, iou_threshold, plus_one);
   return order.masked_select(keep);
 }
 
@@ -208,9 +226,14 @@ at::Tensor batched_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores,
   c10::cuda::CUDAGuard guard(boxes.device());
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
-  // Score order, then a stable sort by class: each class is a run in score order.
   const at::Tensor order = std::get<1>(scores.sort(/*stable=*/true, 0, /*descending=*/true));
-  const at::Tensor classes = idxs.to(at::kLong).index_select(0, order);
+  const at::Tensor classes = idxs.to(at::kLong).index_select(0, order).contiguous();
+  if (n <= kClassAwareMaxBoxes) {
+    const at::Tensor sorted = boxes.index_select(0, order).contiguous();
+    const at::Tensor keep = segmented_nms(sorted, classes, {0}, {n}, iou_threshold, plus_one);
+    return order.masked_select(keep);
+  }
+  // Many boxes: a stable sort by class makes each class a run in score order.
   auto [classes_sorted, by_class] = classes.sort(/*stable=*/true, 0, /*descending=*/false);
   const at::Tensor grouped = order.index_select(0, by_class);
   const at::Tensor sorted = boxes.index_select(0, grouped).contiguous();
@@ -223,7 +246,8 @@ at::Tensor batched_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores,
     starts.push_back(begin);
     counts.push_back(lengths[s]);
   }
-  const at::Tensor keep_grouped = segmented_nms(sorted, starts, counts, iou_threshold, plus_one);
+  const at::Tensor keep_grouped =
+      segmented_nms(sorted, at::Tensor(), starts, counts, iou_threshold, plus_one);
   // Back to score order: the result is sorted by decreasing score over all classes.
   at::Tensor keep = at::empty_like(keep_grouped);
   keep.index_put_({by_class}, keep_grouped);

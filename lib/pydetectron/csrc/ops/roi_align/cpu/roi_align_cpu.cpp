@@ -6,7 +6,7 @@
 // map often enough to pay for the copy, else on channel planes (roi_align_planes.h).
 // The backward runs in parallel over (image, channel block) items of grad_input: each
 // plane is owned by one thread, which adds the contributions of all RoIs of that image,
-// so there are no atomics and no races.
+// so there are no atomics and no races. float16 and bfloat16 compute in float32.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -17,6 +17,7 @@
 #include "ops/common/checks.h"
 #include "ops/common/layout.h"
 #include "ops/common/parallel.h"
+#include "ops/common/reduced_float.h"
 #include "ops/common/roi_batches.h"
 #include "ops/common/spatial_order.h"
 #include "ops/roi_align/cpu/roi_align_channels_last.h"
@@ -28,7 +29,7 @@ namespace {
 
 template <typename T>
 std::vector<RoiTaps<T>> build_all_taps(const T* rois, int64_t num_rois, T spatial_scale,
-                                       int pooled_h, int pooled_w, int sampling_ratio,
+                                       int pooled_h, int pooled_w, int64_t sampling_ratio,
                                        bool aligned, int height, int width) {
   std::vector<RoiTaps<T>> taps(num_rois);
   at::parallel_for(0, num_rois, 16, [&](int64_t begin, int64_t end) {
@@ -45,6 +46,11 @@ at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois
                                  int64_t sampling_ratio, bool aligned) {
   check_roi_op_inputs(input, rois, "roi_align");
   check_output_size(pooled_height, pooled_width, "roi_align");
+  if (is_reduced_float(input)) {
+    return roi_align_forward_cpu(input.to(at::kFloat), rois.to(at::kFloat), spatial_scale,
+                                 pooled_height, pooled_width, sampling_ratio, aligned)
+        .to(input.scalar_type());
+  }
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input.size(1), height = input.size(2), width = input.size(3);
   at::Tensor output =
@@ -59,7 +65,7 @@ at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois
     check_batch_indices_cpu(roi_data, num_rois, input.size(0), "roi_align");
     const int ph = static_cast<int>(pooled_height), pw = static_cast<int>(pooled_width);
     const auto taps = build_all_taps(roi_data, num_rois, static_cast<T>(spatial_scale), ph, pw,
-                                     static_cast<int>(sampling_ratio), aligned,
+                                     sampling_ratio, aligned,
                                      static_cast<int>(height), static_cast<int>(width));
     int64_t work = 0;
     for (const auto& t : taps) work += align_work(t, pw);
@@ -111,6 +117,12 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad, const at::Tensor& rois
                                   int64_t height, int64_t width, int64_t sampling_ratio,
                                   bool aligned) {
   check_roi_grad(grad, rois, channels, pooled_height, pooled_width, "roi_align_backward");
+  if (is_reduced_float(grad)) {
+    return roi_align_backward_cpu(grad.to(at::kFloat), rois.to(at::kFloat), spatial_scale,
+                                  pooled_height, pooled_width, batch_size, channels, height,
+                                  width, sampling_ratio, aligned)
+        .to(grad.scalar_type());
+  }
   at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
   if (grad.numel() == 0 || grad_input.numel() == 0) return grad_input;
 
@@ -123,7 +135,7 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad, const at::Tensor& rois
     check_batch_indices_cpu(roi_data, num_rois, batch_size, "roi_align_backward");
     const int ph = static_cast<int>(pooled_height), pw = static_cast<int>(pooled_width);
     const auto taps = build_all_taps(roi_data, num_rois, static_cast<T>(spatial_scale), ph, pw,
-                                     static_cast<int>(sampling_ratio), aligned,
+                                     sampling_ratio, aligned,
                                      static_cast<int>(height), static_cast<int>(width));
     const auto groups = rois_by_batch(roi_data, num_rois, batch_size);
     const T* g = grad_c.const_data_ptr<T>();

@@ -44,16 +44,21 @@ struct RoiTaps {
 };
 
 // Taps of one axis: `bins` bins of `grid` samples from `start`, on an axis of `size`
-// pixels, each weight multiplied by `scale`.
+// pixels, each weight multiplied by `scale`. Only the samples inside [-1, size] are
+// visited (the others read zero).
 template <typename T>
-void build_axis_taps(T start, T bin, int bins, int grid, int size, T scale, AxisTaps<T>& taps) {
+void build_axis_taps(T start, T bin, int bins, int64_t grid, int size, T scale,
+                     AxisTaps<T>& taps) {
   taps.begin.assign(1, 0);
   for (int p = 0; p < bins; ++p) {
     const int32_t bin_begin = static_cast<int32_t>(taps.pixel.size());
-    for (int i = 0; i < grid; ++i) {
+    const T base = bin_base(start, p, bin);
+    int64_t first, last;
+    samples_inside(base, bin, grid, size, first, last);
+    for (int64_t i = first; i < last; ++i) {
       int lo, hi;
       T w_lo, w_hi;
-      if (!axis_taps(sample_position(start, p, bin, i, grid), size, lo, hi, w_lo, w_hi)) continue;
+      if (!axis_taps(sample_position(base, bin, i, grid), size, lo, hi, w_lo, w_hi)) continue;
       taps.add(lo, w_lo * scale, bin_begin);
       taps.add(hi, w_hi * scale, bin_begin);
     }
@@ -62,8 +67,8 @@ void build_axis_taps(T start, T bin, int bins, int grid, int size, T scale, Axis
 }
 
 template <typename T>
-void build_roi_taps(const T* roi, T spatial_scale, int pooled_h, int pooled_w, int sampling_ratio,
-                    bool aligned, int height, int width, RoiTaps<T>& taps) {
+void build_roi_taps(const T* roi, T spatial_scale, int pooled_h, int pooled_w,
+                    int64_t sampling_ratio, bool aligned, int height, int width, RoiTaps<T>& taps) {
   const AlignGeometry<T> g =
       align_geometry(roi, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned);
   build_axis_taps(g.start_h, g.bin_h, pooled_h, g.grid_h, height, T(1) / g.count, taps.y);

@@ -1,6 +1,7 @@
 // CUDA kernels of pydetectron::roi_align and roi_align_backward (float, double, half,
-// bfloat16; accumulation in float for the half types). One thread per output element;
-// the backward scatters with atomic adds.
+// bfloat16; accumulation in float for the half types). One thread per output element,
+// which visits only the samples of its bin that lie inside the map (see
+// roi_align_geometry.h); the backward scatters with atomic adds.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -16,9 +17,28 @@ namespace pydetectron::ops::cuda {
 namespace {
 
 struct AlignShape {
-  int channels, height, width, pooled_h, pooled_w, sampling_ratio, batch_size;
+  int channels, height, width, pooled_h, pooled_w, batch_size;
+  int64_t sampling_ratio;
   bool aligned;
 };
+
+// The samples of output bin (ph, pw) that lie inside the map, per axis.
+template <typename A>
+struct BinSamples {
+  A base_y, base_x;
+  int64_t y_first, y_last, x_first, x_last;
+};
+
+template <typename A>
+__device__ inline BinSamples<A> bin_samples(const AlignGeometry<A>& g, int ph, int pw,
+                                            const AlignShape& s) {
+  BinSamples<A> b;
+  b.base_y = bin_base(g.start_h, ph, g.bin_h);
+  b.base_x = bin_base(g.start_w, pw, g.bin_w);
+  samples_inside(b.base_y, g.bin_h, g.grid_h, s.height, b.y_first, b.y_last);
+  samples_inside(b.base_x, g.bin_w, g.grid_w, s.width, b.x_first, b.x_last);
+  return b;
+}
 
 template <typename T, typename A>
 __device__ inline bool load_roi(const T* rois, int64_t n, int batch_size, A (&roi)[5], int& b) {
@@ -46,21 +66,22 @@ __global__ void roi_align_forward_kernel(int64_t total, const T* input, const T*
     }
     const AlignGeometry<A> g =
         align_geometry(roi, spatial_scale, s.pooled_h, s.pooled_w, s.sampling_ratio, s.aligned);
+    const BinSamples<A> bs = bin_samples(g, ph, pw, s);
     const T* plane = input + (static_cast<int64_t>(b) * s.channels + c) * s.height * s.width;
     A sum = 0;
-    for (int iy = 0; iy < g.grid_h; ++iy) {
+    for (int64_t iy = bs.y_first; iy < bs.y_last; ++iy) {
       int y_lo, y_hi;
       A wy_lo, wy_hi;
-      if (!axis_taps(sample_position(g.start_h, ph, g.bin_h, iy, g.grid_h), s.height, y_lo, y_hi,
+      if (!axis_taps(sample_position(bs.base_y, g.bin_h, iy, g.grid_h), s.height, y_lo, y_hi,
                      wy_lo, wy_hi)) {
         continue;
       }
       const T* row_lo = plane + static_cast<int64_t>(y_lo) * s.width;
       const T* row_hi = plane + static_cast<int64_t>(y_hi) * s.width;
-      for (int ix = 0; ix < g.grid_w; ++ix) {
+      for (int64_t ix = bs.x_first; ix < bs.x_last; ++ix) {
         int x_lo, x_hi;
         A wx_lo, wx_hi;
-        if (!axis_taps(sample_position(g.start_w, pw, g.bin_w, ix, g.grid_w), s.width, x_lo, x_hi,
+        if (!axis_taps(sample_position(bs.base_x, g.bin_w, ix, g.grid_w), s.width, x_lo, x_hi,
                        wx_lo, wx_hi)) {
           continue;
         }
@@ -90,18 +111,19 @@ __global__ void roi_align_backward_kernel(int64_t total, const T* grad, const T*
     const AlignGeometry<A> g =
         align_geometry(roi, spatial_scale, s.pooled_h, s.pooled_w, s.sampling_ratio, s.aligned);
     const A g_bin = static_cast<A>(grad[index]) / g.count;
+    const BinSamples<A> bs = bin_samples(g, ph, pw, s);
     const int64_t plane = (static_cast<int64_t>(b) * s.channels + c) * s.height * s.width;
-    for (int iy = 0; iy < g.grid_h; ++iy) {
+    for (int64_t iy = bs.y_first; iy < bs.y_last; ++iy) {
       int y_lo, y_hi;
       A wy_lo, wy_hi;
-      if (!axis_taps(sample_position(g.start_h, ph, g.bin_h, iy, g.grid_h), s.height, y_lo, y_hi,
+      if (!axis_taps(sample_position(bs.base_y, g.bin_h, iy, g.grid_h), s.height, y_lo, y_hi,
                      wy_lo, wy_hi)) {
         continue;
       }
-      for (int ix = 0; ix < g.grid_w; ++ix) {
+      for (int64_t ix = bs.x_first; ix < bs.x_last; ++ix) {
         int x_lo, x_hi;
         A wx_lo, wx_hi;
-        if (!axis_taps(sample_position(g.start_w, pw, g.bin_w, ix, g.grid_w), s.width, x_lo, x_hi,
+        if (!axis_taps(sample_position(bs.base_x, g.bin_w, ix, g.grid_w), s.width, x_lo, x_hi,
                        wx_lo, wx_hi)) {
           continue;
         }
@@ -136,8 +158,8 @@ at::Tensor roi_align_forward_cuda(const at::Tensor& input, const at::Tensor& roi
   const at::Tensor rois_c = rois.contiguous();
   const AlignShape s{static_cast<int>(input.size(1)), static_cast<int>(input.size(2)),
                      static_cast<int>(input.size(3)), static_cast<int>(pooled_height),
-                     static_cast<int>(pooled_width), static_cast<int>(sampling_ratio),
-                     static_cast<int>(input.size(0)), aligned};
+                     static_cast<int>(pooled_width), static_cast<int>(input.size(0)),
+                     sampling_ratio, aligned};
   const int64_t total = output.numel();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
@@ -166,8 +188,8 @@ at::Tensor roi_align_backward_cuda(const at::Tensor& grad, const at::Tensor& roi
   const at::Tensor rois_c = rois.contiguous();
   const AlignShape s{static_cast<int>(channels), static_cast<int>(height),
                      static_cast<int>(width), static_cast<int>(pooled_height),
-                     static_cast<int>(pooled_width), static_cast<int>(sampling_ratio),
-                     static_cast<int>(batch_size), aligned};
+                     static_cast<int>(pooled_width), static_cast<int>(batch_size),
+                     sampling_ratio, aligned};
   const int64_t total = grad.numel();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),

@@ -3,7 +3,8 @@
 // Each RoI's taps (two rows and two columns per output pixel) are computed once and
 // shared by all channels. Both directions run in parallel over (image, channel block)
 // items with the RoIs of that image inside: the planes stay in cache, and in the
-// backward each grad_input plane has a single writer (no atomics).
+// backward each grad_input plane has a single writer (no atomics). float16 and bfloat16
+// compute in float32.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -14,6 +15,7 @@
 #include "ops/common/checks.h"
 #include "ops/common/layout.h"
 #include "ops/common/parallel.h"
+#include "ops/common/reduced_float.h"
 #include "ops/common/roi_batches.h"
 #include "ops/roi_crop/roi_crop_geometry.h"
 
@@ -89,6 +91,11 @@ at::Tensor roi_crop_forward_cpu(const at::Tensor& input, const at::Tensor& rois,
                                 int64_t output_width) {
   check_roi_op_inputs(input, rois, "roi_crop");
   check_output_size(output_height, output_width, "roi_crop");
+  if (is_reduced_float(input)) {
+    return roi_crop_forward_cpu(input.to(at::kFloat), rois.to(at::kFloat), spatial_scale,
+                                output_height, output_width)
+        .to(input.scalar_type());
+  }
   const int64_t num_rois = rois.size(0);
   const int64_t batch = input.size(0), channels = input.size(1);
   const int64_t height = input.size(2), width = input.size(3);
@@ -132,6 +139,11 @@ at::Tensor roi_crop_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
                                  int64_t batch_size, int64_t channels, int64_t height,
                                  int64_t width) {
   check_roi_grad(grad, rois, channels, output_height, output_width, "roi_crop_backward");
+  if (is_reduced_float(grad)) {
+    return roi_crop_backward_cpu(grad.to(at::kFloat), rois.to(at::kFloat), spatial_scale,
+                                 output_height, output_width, batch_size, channels, height, width)
+        .to(grad.scalar_type());
+  }
   at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
   if (grad.numel() == 0 || grad_input.numel() == 0) return grad_input;
 

@@ -4,7 +4,8 @@
 // last or the RoIs cover the map often enough to pay for the copy, else channel planes
 // (roi_pool_kernels.h). The backward runs in parallel over (image, channel block) items
 // with the RoIs of that image inside, so each grad_input plane has a single writer (no
-// atomics). Ties keep the first maximum in row-major order.
+// atomics). Ties keep the first maximum in row-major order. float16 and bfloat16
+// compute in float32.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -15,6 +16,7 @@
 #include "ops/common/checks.h"
 #include "ops/common/layout.h"
 #include "ops/common/parallel.h"
+#include "ops/common/reduced_float.h"
 #include "ops/common/roi_batches.h"
 #include "ops/common/spatial_order.h"
 #include "ops/roi_pool/cpu/roi_pool_kernels.h"
@@ -53,6 +55,11 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input,
                                                         int64_t pooled_width) {
   check_roi_op_inputs(input, rois, "roi_pool");
   check_output_size(pooled_height, pooled_width, "roi_pool");
+  if (is_reduced_float(input)) {
+    auto [output, argmax] = roi_pool_forward_cpu(input.to(at::kFloat), rois.to(at::kFloat),
+                                                 spatial_scale, pooled_height, pooled_width);
+    return {output.to(input.scalar_type()), argmax};
+  }
   const int64_t num_rois = rois.size(0);
   const int64_t batch = input.size(0), channels = input.size(1);
   const int64_t height = input.size(2), width = input.size(3);
@@ -117,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input,
 }
 
 at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
-                                 const at::Tensor& argmax, double /*spatial_scale*/,
+                                 const at::Tensor& argmax, double spatial_scale,
                                  int64_t pooled_height, int64_t pooled_width, int64_t batch_size,
                                  int64_t channels, int64_t height, int64_t width) {
   check_roi_grad(grad, rois, channels, pooled_height, pooled_width, "roi_pool_backward");
@@ -125,6 +132,11 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
                     grad.sizes(), ", got ", argmax.sizes());
   TORCH_CHECK_TYPE(argmax.scalar_type() == at::kInt,
                    "roi_pool_backward: argmax must be int32, got ", argmax.scalar_type());
+  if (is_reduced_float(grad)) {
+    return roi_pool_backward_cpu(grad.to(at::kFloat), rois.to(at::kFloat), argmax, spatial_scale,
+                                 pooled_height, pooled_width, batch_size, channels, height, width)
+        .to(grad.scalar_type());
+  }
   at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
   if (grad.numel() == 0 || grad_input.numel() == 0) return grad_input;
 
