@@ -126,3 +126,22 @@ def test_sample_random_equals_a_stable_sort_with_ties():
     got = sample_random(mask, quota, keys)
     assert torch.equal(got, expected)
     assert got.sum(dim=1).tolist() == [min(q, int(m)) for q, m in zip(quota.tolist(), mask.sum(dim=1).tolist())]
+
+
+def test_thread_count_does_not_change_targets_and_is_restored():
+    """The assigner runs single-threaded on the CPU; the caller's thread count comes back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gen = AnchorGenerator([16], [(32, 64)], (0.5, 1.0, 2.0), convention="torchvision")
+        anchors = torch.cat(gen([(20, 30)], torch.device("cpu"), image_size=(320, 480)))
+        im_info = torch.tensor([[320.0, 480.0, 1.0]])
+        gt = [torch.tensor([[10.0, 20.0, 120.0, 200.0], [200.0, 50.0, 400.0, 300.0]])]
+        assigner = RPNTargetAssigner(plus_one=False)
+        a = assigner(anchors, im_info, gt, generator=torch.Generator().manual_seed(3))
+        assert torch.get_num_threads() == 2
+        reference = reference_targets(assigner, anchors, im_info, gt, None, torch.Generator().manual_seed(3))
+        assert torch.equal(a.labels, reference[0])
+        assert (a.labels == 1).sum() > 0
+    finally:
+        torch.set_num_threads(before)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from pydetectron.structures.boxes import check_boxes, encode_boxes
+from pydetectron.utils.threads import single_threaded
 
 
 @dataclass
@@ -119,7 +120,22 @@ class RPNTargetAssigner:
 
         gt_boxes[i] is [Gi, 4] in network-input pixels; gt_is_crowd[i] is [Gi] (bool or 0/1).
         `generator` seeds the sampling (on its own device; keys are then moved to the anchors').
+        On the CPU this runs on one thread: its many small passes gain nothing from the pool
+        and stall on it when the machine is loaded (`pydetectron.utils.threads`).
         """
+        if anchors.device.type == "cpu":
+            with single_threaded():
+                return self._assign(anchors, im_info, gt_boxes, gt_is_crowd, generator)
+        return self._assign(anchors, im_info, gt_boxes, gt_is_crowd, generator)
+
+    def _assign(
+        self,
+        anchors: torch.Tensor,
+        im_info: torch.Tensor,
+        gt_boxes: Sequence[torch.Tensor],
+        gt_is_crowd: Sequence[torch.Tensor] | None,
+        generator: torch.Generator | None,
+    ) -> RPNTargets:
         check_boxes(anchors, "anchors")
         num_images = im_info.shape[0]
         if len(gt_boxes) != num_images:
