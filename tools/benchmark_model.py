@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {"faster": "fasterrcnn_resnet50_fpn.yaml", "mask": "maskrcnn_resnet50_fpn.yaml"}
 SIDES = ("pydetectron", "torchvision")
-STAGES = ("preprocess", "body", "fpn", "rpn", "roi_heads", "postprocess", "backward", "optimizer")
+STAGES = ("preprocess", "body", "fpn", "rpn", "rpn_targets", "roi_heads", "postprocess", "backward", "optimizer")
 TRAIN_BATCH = 2
 
 
@@ -185,6 +185,8 @@ def _hook_ours(model, timer: StageTimer) -> None:
     timer.hook(model.body.neck, "fpn")
     timer.hook(model.rpn, "rpn")
     timer.hook(model.roi_heads, "roi_heads")
+    # anchor labels, sampling and box targets (part of "rpn"; training only)
+    timer.wrap(model.rpn, "target_assigner", "rpn_targets")
 
 
 def _hook_torchvision(model, timer: StageTimer) -> None:
@@ -194,6 +196,9 @@ def _hook_torchvision(model, timer: StageTimer) -> None:
     timer.hook(model.rpn, "rpn")
     timer.hook(model.roi_heads, "roi_heads")
     timer.wrap(model.transform, "postprocess", "postprocess")
+    for attribute in ("assign_targets_to_anchors", "fg_bg_sampler"):  # our "rpn_targets"
+        timer.wrap(model.rpn, attribute, "rpn_targets")
+    timer.wrap(model.rpn.box_coder, "encode", "rpn_targets")
 
 
 def ours_inference(kind: str, weights: str, image, timer: StageTimer, fold: bool):
