@@ -18,6 +18,7 @@ children's peak RSS is theirs alone.
     python tools/benchmark_model.py                        # both models, inference + train
     python tools/benchmark_model.py --busy 2               # with two CPU-bound processes running
     python tools/benchmark_model.py --models faster --modes inference --rounds 5
+    python tools/benchmark_model.py --bodies --size 512x768   # ResNet-50 body per norm kind (GN vs BN)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ PRESETS = {"faster": "fasterrcnn_resnet50_fpn.yaml", "mask": "maskrcnn_resnet50_
 SIDES = ("pydetectron", "torchvision")
 STAGES = ("preprocess", "body", "fpn", "rpn", "rpn_targets", "roi_heads", "postprocess", "backward", "optimizer")
 TRAIN_BATCH = 2
+BODY_NORMS = ("FrozenBN", "AffineChannel", "BN", "GN")
 
 
 # --------------------------------------------------------------------------- children
@@ -417,6 +419,78 @@ def run_child(args) -> dict:
     }
 
 
+def run_body_child(args) -> dict:
+    """ResNet-50 body (stem to res5, freeze_at=2) with one norm kind: CPU and wall seconds of
+    an eval forward and of a training forward + backward, per timed iteration."""
+    import torch
+
+    from pydetectron.modeling.backbones import ResNetBody
+
+    _set_threads(args.threads)
+    torch.manual_seed(0)
+    body = ResNetBody((3, 4, 6, 3), norm=args.norm, freeze_at=2, out_features=["res2", "res3", "res4", "res5"])
+    x = torch.randn(TRAIN_BATCH, 3, args.height, args.width)
+
+    def inference() -> None:
+        body.eval()
+        with torch.no_grad():
+            body(x)
+
+    def train() -> None:
+        body.train()
+        sum(feature.float().mean() for feature in body(x).values()).backward()
+
+    out = {"side": args.norm, "load_before": os.getloadavg()}
+    for name, step in (("inference", inference), ("train", train)):
+        for _ in range(args.warmup):
+            step()
+        walls, cpus = [], []
+        for _ in range(args.iters):
+            wall, cpu = time.perf_counter(), time.process_time()
+            step()
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+        out[name] = {"wall": statistics.median(walls), "cpu": statistics.median(cpus)}
+    out["load_after"] = os.getloadavg()
+    return out
+
+
+def run_bodies(args) -> list[dict]:
+    """Every norm kind's body in its own processes, the order reversed every other round;
+    prints each kind's medians over rounds beside FrozenBN's."""
+    runs = []
+    for round_index in range(args.rounds):
+        order = BODY_NORMS if round_index % 2 == 0 else BODY_NORMS[::-1]
+        for norm in order:
+            command = [sys.executable, str(Path(__file__).resolve()), "--child", "body", "--norm", norm]
+            command += ["--threads", str(args.threads), "--warmup", str(args.warmup), "--iters", str(args.iters)]
+            command += ["--size", f"{args.height}x{args.width}"]
+            result = _run(command)
+            runs.append(result)
+            print(
+                f"  body {norm} round {round_index}: inference {result['inference']['wall']:.2f} s, "
+                f"train {result['train']['wall']:.2f} s (load {result['load_after'][0]:.1f})",
+                flush=True,
+            )
+    medians = {
+        norm: {
+            f"{mode} {clock}": _median([r[mode][clock] for r in runs if r["side"] == norm])
+            for mode in ("inference", "train")
+            for clock in ("wall", "cpu")
+        }
+        for norm in BODY_NORMS
+    }
+    base = medians["FrozenBN"]
+    print(f"\n### ResNet-50 body, batch {TRAIN_BATCH} at {args.height}x{args.width}: medians (s), ratio to FrozenBN")
+    columns = list(base)
+    print("| norm | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for norm in BODY_NORMS:
+        cells = [f"{medians[norm][c]:.2f} ({medians[norm][c] / base[c]:.2f}x)" for c in columns]
+        print(f"| {norm} | " + " | ".join(cells) + " |")
+    return runs
+
+
 # --------------------------------------------------------------------------- parent
 
 
@@ -558,7 +632,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--no-fold", action="store_true", help="run our inference without folding the norms")
     parser.add_argument("--json", help="write every run's raw numbers here")
-    parser.add_argument("--child", choices=["run", "weights"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--bodies",
+        action="store_true",
+        help="instead: the ResNet-50 body alone with each norm kind (FrozenBN, AffineChannel, BN, GN)",
+    )
+    parser.add_argument("--child", choices=["run", "weights", "body"], help=argparse.SUPPRESS)
+    parser.add_argument("--norm", choices=BODY_NORMS, help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=sorted(PRESETS), help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["inference", "train"], help=argparse.SUPPRESS)
@@ -575,6 +655,9 @@ def main(argv=None) -> int:
     if args.child == "run":
         print(json.dumps(run_child(args)))
         return 0
+    if args.child == "body":
+        print(json.dumps(run_body_child(args)))
+        return 0
 
     print(f"load average before: {os.getloadavg()}; CPUs: {os.cpu_count()}; threads per side: {args.threads}")
     busy = start_busy(args.busy)
@@ -582,8 +665,10 @@ def main(argv=None) -> int:
         print(f"started {len(busy)} CPU-bound processes")
     all_runs = []
     try:
+        if args.bodies:
+            all_runs = run_bodies(args)
         with tempfile.TemporaryDirectory() as tmp:
-            for model in args.models:
+            for model in [] if args.bodies else args.models:
                 weights = os.path.join(tmp, f"{model}.pth")
                 _run_weights(model, weights)
                 for mode in args.modes:
