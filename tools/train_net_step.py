@@ -43,6 +43,7 @@ from pydetectron.data import (
     register_dataset_from_string,
     register_datasets_from_yaml,
 )
+from pydetectron.data.loader import resolve_num_workers
 from pydetectron.engine.amp import MixedPrecision
 from pydetectron.engine.batch_scaling import BatchAdjustment, adapt_cfg_to_batch
 from pydetectron.engine.checkpoint import LAST_CHECKPOINT, Checkpointer, load_checkpoint
@@ -390,7 +391,7 @@ def train(args: argparse.Namespace, device: torch.device, dist_info: Distributed
     cfg.CUDA = device.type == "cuda"
     for line in adjustment.describe():
         logger.info(line)
-    logger.info("Data loading workers: %d", cfg.DATA_LOADER.NUM_THREADS)
+    logger.info("Data loading workers: %d", resolve_num_workers(cfg.DATA_LOADER.NUM_THREADS))
 
     roidb = build_train_roidb(cfg)
     logger.info("%d roidb entries from %s", len(roidb), ", ".join(cfg.TRAIN.DATASETS))

@@ -5,6 +5,7 @@ ASPECT_GROUPING, ASPECT_CROPPING, ASPECT_HI, ASPECT_LO, GT_MIN_AREA, KEEP_EMPTY_
 TEST.{DATASETS, SCALE, MAX_SIZE}, PIXEL_MEANS, PIXEL_STDS, INPUT_FORMAT, INPUT_RESIZE,
 FPN.{FPN_ON, COARSEST_STRIDE}, MODEL.{KEYPOINTS_ON, MASK_ON, BOX_PLUS_ONE},
 DATA_LOADER.{NUM_THREADS, SKIP_MISSING_IMAGES, PIN_MEMORY}, RNG_SEED, DATA_DIR.
+DATA_LOADER.NUM_THREADS = -1 picks the worker count from the cores available.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader
 
-from pydetectron.data.loader import TrainLoader, worker_init
+from pydetectron.data.loader import TrainLoader, resolve_num_workers, worker_init
 from pydetectron.data.minibatch import RoidbDataset, collate_minibatch
 from pydetectron.data.roidb import Roidb
 from pydetectron.data.samplers import GroupedBatchSampler, InferenceSampler
@@ -63,7 +64,7 @@ def build_train_loader(
 ) -> TrainLoader:
     """Endless, resumable loader of this rank's training minibatches.
 
-    `num_workers` defaults to DATA_LOADER.NUM_THREADS (the tools' `--nw`);
+    `num_workers` defaults to DATA_LOADER.NUM_THREADS (the tools' `--nw`; -1: from the cores);
     `images_per_batch` to TRAIN.IMS_PER_BATCH (per rank).
     """
     roidb = roidb if roidb is not None else build_train_roidb(cfg, data_dir)
@@ -133,7 +134,7 @@ def build_test_loader(
         with_targets=False,
         resize=str(cfg.INPUT_RESIZE),
     )
-    workers = int(cfg.DATA_LOADER.NUM_THREADS if num_workers is None else num_workers)
+    workers = resolve_num_workers(cfg.DATA_LOADER.NUM_THREADS if num_workers is None else num_workers)
     return DataLoader(
         dataset,
         batch_size=1,

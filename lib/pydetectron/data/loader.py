@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from functools import partial
 
@@ -12,6 +13,35 @@ from torch.utils.data import DataLoader
 from pydetectron.data.minibatch import RoidbDataset, collate_minibatch
 from pydetectron.data.samplers import GroupedBatchSampler
 from pydetectron.utils.signals import ignore_stop_signals, stop_signals_blocked
+
+
+AUTO_WORKERS = -1  # DATA_LOADER.NUM_THREADS / --nw value that means "pick from the cores"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_num_workers(cores: int | None = None) -> int:
+    """Loader workers for `cores` (default: those available): none on 1-2 cores, where the
+    model's intra-op threads already use every core and workers only take turns with them
+    (2 workers were slower than 0 on 2 cores), else one per core beyond two, at most 4."""
+    cores = available_cores() if cores is None else int(cores)
+    return 0 if cores <= 2 else min(4, cores - 2)
+
+
+def resolve_num_workers(requested: int) -> int:
+    """`requested` workers, or `default_num_workers()` for AUTO_WORKERS (-1)."""
+    requested = int(requested)
+    if requested == AUTO_WORKERS:
+        return default_num_workers()
+    if requested < 0:
+        raise ValueError(f"DATA_LOADER.NUM_THREADS (loader workers) must be >= 0 or -1 (auto), got {requested}")
+    return requested
 
 
 def worker_init(_worker_id: int) -> None:
@@ -46,11 +76,9 @@ class TrainLoader:
         prefetch_factor: int = 2,
         timeout: float = 0,
     ):
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.dataset = dataset
         self.sampler = sampler
-        self.num_workers = num_workers
+        self.num_workers = resolve_num_workers(num_workers)
         self.pin_memory = pin_memory
         self.size_divisibility = size_divisibility
         self.prefetch_factor = prefetch_factor

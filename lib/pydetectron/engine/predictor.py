@@ -30,6 +30,7 @@ from pydetectron.engine.inference import InputTransform, PreparedImage
 from pydetectron.engine.test_time_augmentation import BoxAugmentation, branch_augmentations, detect_with_augmentation
 from pydetectron.engine.tool_config import cfg_from_checkpoint
 from pydetectron.modeling.model_builder import build_model
+from pydetectron.nn import fold_norms as fold_model_norms
 from pydetectron.structures.detections import Detections
 from pydetectron.weights import load_weights
 
@@ -158,15 +159,20 @@ class Predictor:
             detection state dict, a path to one); None keeps the initial weights.
         device: 'cpu', 'cuda', 'cuda:1', a torch.device; default a GPU when available.
         batch_size: images per forward in `batch()`.
+        fold_norms: fold the frozen norms (AffineChannel, FrozenBN, eval BatchNorm) into the
+            convs before them for speed (`pydetectron.nn.fold_norms`); exact to float
+            rounding, and the model's parameters and state dict are left as they are.
+            `folded_norms` says how many conv -> norm pairs run folded.
     """
 
-    def __init__(self, cfg, weights=None, device=None, batch_size: int = 4) -> None:
+    def __init__(self, cfg, weights=None, device=None, batch_size: int = 4, fold_norms: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
         self.model = build_model(cfg)
         self.load_report = load_weights(self.model, weights, cfg) if weights is not None else None
         self.model.to(self.device).eval()
+        self.folded_norms = fold_model_norms(self.model, enabled=fold_norms)
         self.transform = InputTransform.from_cfg(cfg)
         self.box_augmentation = BoxAugmentation.from_cfg(cfg)
         self.branch_augmentation = branch_augmentations(cfg)

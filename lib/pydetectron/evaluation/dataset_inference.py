@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from torch.utils.data import DataLoader, Dataset
 
-from pydetectron.data.loader import worker_init
+from pydetectron.data.loader import resolve_num_workers, worker_init
 from pydetectron.data.roidb import Roidb
 from pydetectron.data.transforms import read_image
 from pydetectron.evaluation.coco_results import encode_masks
@@ -92,6 +92,7 @@ def infer_range(
     `progress` (e.g. a tqdm bar) gets `update(1)` per image; `on_image(item, prediction)`
     is called for each image detected (e.g. to draw it).
     """
+    num_workers = resolve_num_workers(num_workers)
     augmented = bool(predictor.augmented)
     dataset = TestImages(roidb, range(start, end), prepare=None if augmented else predictor.transform)
     extra = {"worker_init_fn": worker_init} if num_workers > 0 else {}

@@ -1,6 +1,16 @@
-"""Layers shared by bodies and heads: Detectron's norms and Caffe2 weight fills."""
+"""Layers shared by bodies and heads: Detectron's norms, norm folding and Caffe2 weight fills."""
 
 from .affine_channel import AffineChannel2d
+from .fold import (
+    ConvNormFolding,
+    FoldCache,
+    apply_norm_,
+    fold_conv_norm,
+    fold_norms,
+    is_foldable,
+    norm_scale_shift,
+    run_conv_norm,
+)
 from .frozen_batch_norm import FrozenBatchNorm2d
 from .group_norm import DEFAULT_GN, GroupNormSettings, get_group_gn, group_norm
 from .init import constant_fill_, fill_by_name, gaussian_fill_, msra_fill_, xavier_fill_
@@ -17,6 +27,14 @@ from .weight_mapping import (
 
 __all__ = [
     "AffineChannel2d",
+    "ConvNormFolding",
+    "FoldCache",
+    "apply_norm_",
+    "fold_conv_norm",
+    "fold_norms",
+    "is_foldable",
+    "norm_scale_shift",
+    "run_conv_norm",
     "FrozenBatchNorm2d",
     "DEFAULT_GN",
     "GroupNormSettings",

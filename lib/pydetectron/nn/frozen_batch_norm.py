@@ -1,7 +1,10 @@
 """FrozenBatchNorm2d: BatchNorm with fixed statistics and affine terms (torchvision's)."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .affine_channel import check_norm_input
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -30,14 +33,9 @@ class FrozenBatchNorm2d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"FrozenBatchNorm2d({self.num_features}) expects an "
-                f"[N, {self.num_features}, H, W] tensor, got shape {tuple(x.shape)}"
-            )
-        scale = self.weight * (self.running_var + self.eps).rsqrt()
-        shift = self.bias - self.running_mean * scale
-        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+        check_norm_input(x, self.num_features, "FrozenBatchNorm2d")
+        # The eval-mode batch norm kernel: one fused pass, no full-size temporary.
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}"

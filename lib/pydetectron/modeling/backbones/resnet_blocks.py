@@ -4,6 +4,14 @@ Blocks are Detectron's ``bottleneck_transformation`` (or its GN twin, chosen by 
 kind) plus ``basic_*_shortcut``; the stem is ``basic_bn_stem`` / ``basic_gn_stem``. No
 conv has a bias. Stride of a bottleneck sits on the first 1x1 conv when ``stride_1x1``
 (MSRA / Detectron ImageNet models) and on the 3x3 otherwise (Caffe2 / torch models).
+
+Speed: conv weights are channels-last, so every conv of the body (and the maps it
+returns) runs channels-last, which oneDNN's CPU convolutions do without reordering
+their input and output (1x1 convs run 2-3x faster than on NCHW maps). Each conv -> norm
+pair runs through `ConvNormFolding`: frozen norms (and eval-mode BatchNorm) are folded into
+the conv, other norms run in place on the conv's fresh output where autograd allows;
+residual adds and ReLUs write into the block's own temporaries. None of this changes a
+parameter or a state-dict key.
 """
 
 import torch
@@ -12,6 +20,7 @@ from torch import nn
 
 from ...nn import (
     DEFAULT_GN,
+    ConvNormFolding,
     GroupNormSettings,
     WeightMapping,
     add_prefix,
@@ -43,7 +52,8 @@ def msra_conv(
     dilation: int = 1,
     groups: int = 1,
 ) -> nn.Conv2d:
-    """A bias-free conv with Caffe2 MSRAFill weights (PyTorch's own init is skipped)."""
+    """A bias-free conv with Caffe2 MSRAFill weights (PyTorch's own init is skipped),
+    stored channels-last (see the module docstring)."""
     conv = torch.nn.utils.skip_init(
         nn.Conv2d,
         dim_in,
@@ -56,6 +66,7 @@ def msra_conv(
         bias=False,
     )
     msra_fill_(conv.weight)
+    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
     return conv
 
 
@@ -66,10 +77,11 @@ def _conv_norm_mapping(
     return conv_mapping(conv_name, conv, blob) | norm_mapping(norm_name, norm, blob + detectron_norm_suffix(kind))
 
 
-class ResNetStem(nn.Module):
+class ResNetStem(ConvNormFolding, nn.Module):
     """conv1 7x7/2 (pad 3) -> norm -> ReLU -> max-pool 3x3/2 (pad 1): stride 4, 64 channels."""
 
     dim_out = 64
+    conv_norm_pairs = (("conv1", "norm1"),)
 
     def __init__(self, norm: str = "AffineChannel", gn: GroupNormSettings = DEFAULT_GN):
         super().__init__()
@@ -78,7 +90,7 @@ class ResNetStem(nn.Module):
         self.norm1 = make_norm(norm, self.dim_out, gn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu_(self.norm1(self.conv1(x)))
+        x = F.relu_(self.conv_norm(0, x))
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
     def detectron_weight_mapping(self) -> WeightMapping:
@@ -91,8 +103,10 @@ class ResNetStem(nn.Module):
         return mapping, orphans
 
 
-class Shortcut(nn.Module):
+class Shortcut(ConvNormFolding, nn.Module):
     """Projection shortcut: 1x1 conv (with the block's stride) -> norm (``branch1``)."""
+
+    conv_norm_pairs = (("conv", "norm"),)
 
     def __init__(self, dim_in: int, dim_out: int, stride: int, norm: str, gn: GroupNormSettings):
         super().__init__()
@@ -101,7 +115,7 @@ class Shortcut(nn.Module):
         self.norm = make_norm(norm, dim_out, gn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x))
+        return self.conv_norm(0, x)
 
     def detectron_blob_mapping(self, blob: str) -> WeightMapping:
         """Names under ``<blob>`` (e.g. ``res3_0_branch1``): ``_w`` and ``_bn_s/_b``."""
@@ -110,13 +124,15 @@ class Shortcut(nn.Module):
         return mapping, orphans
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ConvNormFolding, nn.Module):
     """1x1 -> norm -> ReLU -> 3x3 (groups, dilation) -> norm -> ReLU -> 1x1 -> norm, + shortcut,
     ReLU.
 
     The shortcut is a projection when the channel count or the stride changes and the
     identity otherwise (Detectron's ``dim_in != dim_out`` rule in every real network).
     """
+
+    conv_norm_pairs = (("conv1", "norm1"), ("conv2", "norm2"), ("conv3", "norm3"))
 
     def __init__(
         self,
@@ -153,11 +169,12 @@ class Bottleneck(nn.Module):
         self.shortcut = Shortcut(dim_in, dim_out, stride, norm, gn) if needs_projection else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu_(self.norm1(self.conv1(x)))
-        out = F.relu_(self.norm2(self.conv2(out)))
-        out = self.norm3(self.conv3(out))
+        out = F.relu_(self.conv_norm(0, x))
+        out = F.relu_(self.conv_norm(1, out))
+        out = self.conv_norm(2, out)
         identity = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out + identity)
+        # `out` is this block's own temporary and no backward reads it: add in place.
+        return F.relu_(out.add_(identity))
 
     def detectron_blob_mapping(self, prefix: str) -> WeightMapping:
         """Names under ``<prefix>`` (e.g. ``res2_0``): ``_branch2{a,b,c}`` and ``_branch1``."""

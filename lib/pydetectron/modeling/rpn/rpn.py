@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import nn
 
 from pydetectron.nn.weight_mapping import WeightMapping, add_prefix
+from pydetectron.utils.threads import single_threaded
 
 from ..levels import level_of_stride
 from .anchors import AnchorGenerator
@@ -91,7 +93,10 @@ class RPN(nn.Module):
         scores: list[torch.Tensor] = []
         if not (self.training and self.rpn_only):
             make_proposals = self.train_proposals if self.training else self.test_proposals
-            proposals, scores = make_proposals(cls_logits, bbox_deltas, anchors, im_info)
+            # top-k, decoding and NMS over a few thousand boxes: faster on one thread, and
+            # no stalls on the thread pool when the machine is loaded
+            with single_threaded() if features[0].device.type == "cpu" else nullcontext():
+                proposals, scores = make_proposals(cls_logits, bbox_deltas, anchors, im_info)
 
         losses: dict[str, torch.Tensor] = {}
         if self.training:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pydetectron.structures.boxes import box_iou, check_boxes, encode_boxes
+from pydetectron.structures.boxes import check_boxes, encode_boxes
+from pydetectron.utils.threads import single_threaded
 
 
 @dataclass
@@ -36,14 +37,47 @@ def sample_random(mask: torch.Tensor, quota: torch.Tensor, keys: torch.Tensor) -
     """Per row, keep at most quota[row] of the True entries of `mask` [N, K], chosen by `keys`.
 
     `keys` [N, K] are uniform random numbers in [0, 1): the entries with the smallest keys
-    among the candidates are kept, which is a uniform draw without replacement.
+    among the candidates are kept, which is a uniform draw without replacement. Equal keys
+    are taken in index order (what a stable sort of the keys would give).
+
+    One partial top-k per batch finds each row's quota-th smallest key; entries below it are
+    kept and entries equal to it fill the rest of the quota, lowest index first. That costs a
+    few passes over [N, K] instead of a full sort of every row.
     """
-    ranked_keys = keys.masked_fill(~mask, 2.0)
-    order = ranked_keys.argsort(dim=1)
-    rank = torch.empty_like(order)
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(order)
-    rank.scatter_(1, order, positions)
-    return mask & (rank < quota[:, None])
+    num_rows, num_cols = mask.shape
+    quota = quota.to(device=mask.device, dtype=torch.int64).clamp(min=0, max=num_cols)
+    largest_quota = int(quota.max()) if num_rows > 0 else 0
+    if largest_quota == 0 or num_cols == 0:
+        return torch.zeros_like(mask)
+    # Non-candidates get the key 2, above every real key, so they rank last.
+    ranked = keys.masked_fill(~mask, 2.0)
+    smallest = ranked.topk(largest_quota, dim=1, largest=False, sorted=True).values
+    # the quota-th smallest key of each row (rows with quota 0 take nothing)
+    threshold = smallest.gather(1, (quota - 1).clamp(min=0)[:, None])
+    threshold = torch.where(quota[:, None] > 0, threshold, torch.full_like(threshold, -1.0))
+    below = mask & (ranked < threshold)
+    at_threshold = mask & (ranked == threshold)
+    room = quota - below.sum(dim=1)
+    return below | (at_threshold & (at_threshold.cumsum(dim=1) <= room[:, None]))
+
+
+def iou_gt_by_anchor(gt_boxes: torch.Tensor, anchor_columns: torch.Tensor, plus_one: bool) -> torch.Tensor:
+    """IoU [G, K] of gt boxes [G, 4] with anchors given as columns [4, K] (x1, y1, x2, y2 rows).
+
+    The same arithmetic as `box_iou(anchors, gt_boxes).T`, bit for bit, laid out gt-major so
+    that every pass runs over K contiguous anchors, and with the intermediate arrays reused.
+    """
+    off = 1.0 if plus_one else 0.0
+    x1, y1, x2, y2 = anchor_columns
+    anchor_area = (x2 - x1 + off) * (y2 - y1 + off)
+    gt_area = (gt_boxes[:, 2] - gt_boxes[:, 0] + off) * (gt_boxes[:, 3] - gt_boxes[:, 1] + off)
+    width = torch.minimum(x2[None, :], gt_boxes[:, 2:3])
+    width.sub_(torch.maximum(x1[None, :], gt_boxes[:, 0:1])).add_(off).clamp_(min=0)
+    height = torch.minimum(y2[None, :], gt_boxes[:, 3:4])
+    height.sub_(torch.maximum(y1[None, :], gt_boxes[:, 1:2])).add_(off).clamp_(min=0)
+    inter = width.mul_(height)
+    union = anchor_area[None, :] + gt_area[:, None]
+    return inter.div_(union.sub_(inter))
 
 
 class RPNTargetAssigner:
@@ -86,7 +120,22 @@ class RPNTargetAssigner:
 
         gt_boxes[i] is [Gi, 4] in network-input pixels; gt_is_crowd[i] is [Gi] (bool or 0/1).
         `generator` seeds the sampling (on its own device; keys are then moved to the anchors').
+        On the CPU this runs on one thread: its many small passes gain nothing from the pool
+        and stall on it when the machine is loaded (`pydetectron.utils.threads`).
         """
+        if anchors.device.type == "cpu":
+            with single_threaded():
+                return self._assign(anchors, im_info, gt_boxes, gt_is_crowd, generator)
+        return self._assign(anchors, im_info, gt_boxes, gt_is_crowd, generator)
+
+    def _assign(
+        self,
+        anchors: torch.Tensor,
+        im_info: torch.Tensor,
+        gt_boxes: Sequence[torch.Tensor],
+        gt_is_crowd: Sequence[torch.Tensor] | None,
+        generator: torch.Generator | None,
+    ) -> RPNTargets:
         check_boxes(anchors, "anchors")
         num_images = im_info.shape[0]
         if len(gt_boxes) != num_images:
@@ -95,22 +144,26 @@ class RPNTargetAssigner:
             raise ValueError(f"gt_is_crowd has {len(gt_is_crowd)} entries for {num_images} images")
         device = anchors.device
         inside = self._inside_mask(anchors, im_info.to(device=device, dtype=anchors.dtype))
+        anchor_columns = anchors.t().contiguous()
         fg_candidates = torch.zeros_like(inside)
         bg_candidates = torch.zeros_like(inside)
-        matched_gt = anchors.new_zeros((num_images,) + tuple(anchors.shape))
+        best_gt = torch.zeros(inside.shape, dtype=torch.int64, device=device)
+        image_boxes = []
         for image in range(num_images):
             boxes = self._non_crowd(gt_boxes, gt_is_crowd, image).to(device=device, dtype=anchors.dtype)
-            fg, bg, matched = self._match(anchors, inside[image], boxes)
-            fg_candidates[image], bg_candidates[image] = fg, bg
-            if matched is not None:
-                matched_gt[image] = matched
+            image_boxes.append(boxes)
+            self._match(
+                anchor_columns, inside[image], boxes, fg_candidates[image], bg_candidates[image], best_gt[image]
+            )
         labels = self._sample(fg_candidates, bg_candidates, generator)
-        foreground = labels == 1
-        bbox_targets = anchors.new_zeros(matched_gt.shape)
-        image_index, anchor_index = torch.nonzero(foreground, as_tuple=True)
-        bbox_targets[image_index, anchor_index] = encode_boxes(
-            anchors[anchor_index], matched_gt[image_index, anchor_index], plus_one=self.plus_one
-        )
+        bbox_targets = anchors.new_zeros((num_images,) + tuple(anchors.shape))
+        for image, boxes in enumerate(image_boxes):
+            anchor_index = torch.nonzero(labels[image] == 1, as_tuple=True)[0]
+            if anchor_index.numel() > 0:
+                matched = boxes[best_gt[image, anchor_index]]
+                bbox_targets[image, anchor_index] = encode_boxes(
+                    anchors[anchor_index], matched, plus_one=self.plus_one
+                )
         return RPNTargets(labels=labels, bbox_targets=bbox_targets)
 
     def _inside_mask(self, anchors: torch.Tensor, im_info: torch.Tensor) -> torch.Tensor:
@@ -144,19 +197,29 @@ class RPNTargetAssigner:
         return boxes[crowd == 0]
 
     def _match(
-        self, anchors: torch.Tensor, inside: torch.Tensor, boxes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Foreground and background candidates [K] and each anchor's best gt box [K, 4]."""
+        self,
+        anchor_columns: torch.Tensor,
+        inside: torch.Tensor,
+        boxes: torch.Tensor,
+        fg: torch.Tensor,
+        bg: torch.Tensor,
+        best_gt: torch.Tensor,
+    ) -> None:
+        """Fill one image's foreground / background candidates [K] and each anchor's best gt
+        index [K] (first of equal IoUs), for anchors as columns [4, K]."""
         if boxes.shape[0] == 0:
-            return torch.zeros_like(inside), inside.clone(), None
-        iou = box_iou(anchors, boxes, plus_one=self.plus_one)
-        iou = iou.masked_fill(~inside[:, None], -1.0)
-        max_iou, best_gt = iou.max(dim=1)
-        gt_best_iou = iou.max(dim=0).values
-        reaches_gt_best = ((iou == gt_best_iou[None, :]) & (gt_best_iou[None, :] > 0)).any(dim=1)
-        fg = inside & ((max_iou >= self.positive_overlap) | reaches_gt_best)
-        bg = inside & (max_iou < self.negative_overlap) & ~fg
-        return fg, bg, boxes[best_gt]
+            bg.copy_(inside)
+            return
+        iou = iou_gt_by_anchor(boxes, anchor_columns, self.plus_one)  # [G, K]
+        if self.straddle_thresh >= 0:
+            iou.masked_fill_(~inside[None, :], -1.0)
+        max_iou, best = iou.max(dim=0)
+        best_gt.copy_(best)
+        gt_best_iou = iou.max(dim=1).values
+        reachable = gt_best_iou > 0
+        reaches_gt_best = (iou[reachable] == gt_best_iou[reachable, None]).any(dim=0)
+        torch.logical_and(inside, (max_iou >= self.positive_overlap) | reaches_gt_best, out=fg)
+        torch.logical_and(inside, (max_iou < self.negative_overlap) & ~fg, out=bg)
 
     def _sample(
         self, fg_candidates: torch.Tensor, bg_candidates: torch.Tensor, generator: torch.Generator | None
