@@ -24,6 +24,7 @@ from pydetectron import ops
 from pydetectron.structures.boxes import DEFAULT_SCALE_CLAMP, clip_boxes, decode_boxes
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.nms_variants import soft_nms
+from pydetectron.utils.settings_repr import SettingsRepr
 
 from ..roi_heads.box_postprocess import SoftNMSSettings
 from ..roi_heads.branch import ImageInfo
@@ -32,7 +33,7 @@ from .head import flatten_dense_outputs
 OUTPUT_SPACES = ("original", "input")
 
 
-class RetinaNetPostProcessor:
+class RetinaNetPostProcessor(SettingsRepr):
     """Turns RetinaNet head outputs into `Detections` (boxes in original-image pixels).
 
     Args:
@@ -80,10 +81,6 @@ class RetinaNetPostProcessor:
         self.bbox_xform_clip = float(bbox_xform_clip)
         self.output_space = output_space
         self.soft_nms = soft_nms or SoftNMSSettings()
-
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({settings})"
 
     @property
     def num_logits(self) -> int:

@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from pydetectron import ops
+from pydetectron.utils.settings_repr import SettingsRepr
 
 from .targets import RetinaNetTargets
 
 LOSS_NORMALIZATIONS = ("batch_fg_plus_one", "per_image_fg")
 
 
-class RetinaNetLoss:
+class RetinaNetLoss(SettingsRepr):
     """Computes {'loss_retnet_cls', 'loss_retnet_bbox'} from flattened head outputs and targets.
 
     Args:
@@ -69,10 +70,6 @@ class RetinaNetLoss:
         self.beta = float(beta)
         self.bbox_reg_weight = float(bbox_reg_weight)
         self.normalization = normalization
-
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({settings})"
 
     @property
     def num_logits(self) -> int:

@@ -22,6 +22,7 @@ import torch
 
 from pydetectron.structures.boxes import box_iou, check_boxes, encode_boxes
 from pydetectron.structures.ground_truth import GroundTruth
+from pydetectron.utils.settings_repr import SettingsRepr
 
 LOW_QUALITY_MATCHES = ("unless_background", "always", "none")
 
@@ -37,7 +38,7 @@ class RetinaNetTargets:
     num_foreground: torch.Tensor
 
 
-class RetinaNetTargetAssigner:
+class RetinaNetTargetAssigner(SettingsRepr):
     """Labels all anchors of a batch; settings as RETINANET.POSITIVE_OVERLAP / NEGATIVE_OVERLAP."""
 
     def __init__(
@@ -57,10 +58,6 @@ class RetinaNetTargetAssigner:
         self.negative_overlap = float(negative_overlap)
         self.low_quality_matches = low_quality_matches
         self.plus_one = bool(plus_one)
-
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({settings})"
 
     @torch.no_grad()
     def __call__(self, anchors: torch.Tensor, targets: Sequence[GroundTruth]) -> RetinaNetTargets:

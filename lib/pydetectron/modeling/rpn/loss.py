@@ -14,11 +14,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pydetectron.utils.settings_repr import SettingsRepr
+
 CLS_NORMALIZATIONS = ("num_sampled", "batch_size_per_im")
 BBOX_NORMALIZATIONS = ("per_image", "num_sampled")
 
 
-class RPNLoss:
+class RPNLoss(SettingsRepr):
     """Computes (loss_cls, loss_bbox) from flattened RPN outputs and `RPNTargets`."""
 
     def __init__(
@@ -36,10 +38,6 @@ class RPNLoss:
         self.bbox_normalization = bbox_normalization
         self.batch_size_per_im = int(batch_size_per_im)
         self.smooth_l1_beta = float(smooth_l1_beta)
-
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({settings})"
 
     def __call__(
         self,

@@ -21,6 +21,7 @@ import torch
 
 from pydetectron.ops import batched_nms
 from pydetectron.structures.boxes import DEFAULT_SCALE_CLAMP, decode_boxes
+from pydetectron.utils.settings_repr import SettingsRepr
 
 from .heads import flatten_rpn_outputs
 
@@ -36,7 +37,7 @@ def check_im_info(im_info: torch.Tensor, num_images: int) -> None:
         raise ValueError(f"im_info has {im_info.shape[0]} rows but the features hold {num_images} images")
 
 
-class ProposalGenerator:
+class ProposalGenerator(SettingsRepr):
     """Turns RPN outputs into per-image proposals; settings are fixed at construction.
 
     pre_nms_top_n: boxes kept per level and image before NMS (<= 0: all).
@@ -72,10 +73,6 @@ class ProposalGenerator:
         self.score_thresh = float(score_thresh)
         self.plus_one = bool(plus_one)
         self.bbox_xform_clip = float(bbox_xform_clip)
-
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({settings})"
 
     @torch.no_grad()
     def __call__(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from pydetectron.structures.boxes import check_boxes, encode_boxes
+from pydetectron.utils.settings_repr import SettingsRepr
 from pydetectron.utils.threads import single_threaded
 
 
@@ -80,7 +81,7 @@ def iou_gt_by_anchor(gt_boxes: torch.Tensor, anchor_columns: torch.Tensor, plus_
     return inter.div_(union.sub_(inter))
 
 
-class RPNTargetAssigner:
+class RPNTargetAssigner(SettingsRepr):
     """Labels and samples anchors for the RPN losses; settings as Detectron's TRAIN.RPN_*."""
 
     def __init__(
@@ -102,10 +103,6 @@ class RPNTargetAssigner:
         self.batch_size_per_im = int(batch_size_per_im)
         self.straddle_thresh = float(straddle_thresh)
         self.plus_one = bool(plus_one)
-
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({settings})"
 
     @torch.no_grad()
     def __call__(
