@@ -47,7 +47,7 @@ def test_losses_fall_when_overfitting_one_image(tmp_path):
 
 @pytest.mark.parametrize("variant", ["mask", "keypoint"])
 def test_mask_and_keypoint_losses_fall_when_overfitting_one_image(tmp_path, variant):
-    """The tiny GN model of the tool tests with a mask or keypoint branch, 40 steps on one image."""
+    """The tiny GN model of the tool tests with a mask or keypoint branch, 60 steps on one image."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from test_test_net_masks_keypoints import KEYPOINTS, MASK
 
@@ -68,7 +68,7 @@ def test_mask_and_keypoint_losses_fall_when_overfitting_one_image(tmp_path, vari
     key = "loss_mask" if variant == "mask" else "loss_kps"
     history = []
     with one_torch_thread():
-        for _ in range(40):
+        for _ in range(60):
             losses = model(batch["data"], batch["im_info"], batch["targets"])
             total = sum(v for k, v in losses.items() if k.startswith("loss"))
             optimizer.zero_grad()
