@@ -113,9 +113,20 @@ def run_step(name: str, command: list[str], threads: int) -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     banner(f"{name}: {' '.join(os.path.relpath(c) if c.startswith(str(ROOT)) else c for c in command[1:])}")
     start = time.monotonic()
-    process = subprocess.run(command, cwd=ROOT, env=env)
-    if process.returncode != 0:
-        raise UsageError(f"{name} failed (exit code {process.returncode}); see its messages above")
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        returncode = process.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached the tool too: the trainer finishes its step and saves a checkpoint.
+        print(f"\n==== demo: interrupted; waiting for {name} to stop (a second Ctrl-C stops it at once)", flush=True)
+        while process.poll() is None:
+            try:
+                process.wait()
+            except KeyboardInterrupt:
+                continue
+        raise UsageError(f"{name} interrupted; run the demo again to resume from the last checkpoint") from None
+    if returncode != 0:
+        raise UsageError(f"{name} failed (exit code {returncode}); see its messages above")
     print(f"==== demo: {name} took {time.monotonic() - start:.0f} s", flush=True)
 
 
