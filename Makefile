@@ -10,8 +10,12 @@ VENV_STAMP := $(VENV)/.requirements-stamp
 EXT_STAMP := $(BUILD_DIR)/.ext-stamp-cuda$(FORCE_CUDA)
 CSRC := $(shell find lib/pydetectron/csrc -type f 2>/dev/null)
 PYTEST_ARGS ?=
+# `make demo RETRAIN=1` trains again; DEMO_ARGS go to tools/demo.py (e.g. DEMO_ARGS="--threads 2").
+RETRAIN ?= 0
+DEMO_ARGS ?=
+DEMO_FLAGS = $(if $(filter 1 yes true,$(RETRAIN)),--retrain) $(DEMO_ARGS)
 
-.PHONY: setup build lint test demo clean
+.PHONY: setup build lint test demo demo-keypoints clean
 
 setup: $(VENV_STAMP)
 
@@ -38,6 +42,14 @@ lint: $(VENV_STAMP)
 
 test: build lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Train, evaluate and draw Mask R-CNN on the shapes data (Keypoint R-CNN for demo-keypoints);
+# a second run reuses the trained checkpoint.
+demo: build
+	$(PY) tools/demo.py mask $(DEMO_FLAGS)
+
+demo-keypoints: build
+	$(PY) tools/demo.py keypoints $(DEMO_FLAGS)
 
 clean:
 	rm -rf $(BUILD_DIR) lib/pydetectron/*.so

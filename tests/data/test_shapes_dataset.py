@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -121,3 +123,22 @@ def test_generated_on_first_use(tmp_path, monkeypatch):
     resolve_dataset("keypoints_shapes_val", tmp_path)  # present: not regenerated
     assert _files(tmp_path / "shapes") == first
     assert not [p for p in (tmp_path / "shapes").iterdir() if p.name.startswith(".")]
+
+
+def test_a_dataset_of_an_older_generator_is_regenerated_and_a_foreign_json_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(shapes, "DEFAULT_NUM_IMAGES", {"train": 2, "val": 2})
+    out = shapes.ensure_shapes_dataset(tmp_path, "val")
+    json_path = out / "annotations.json"
+    current = json.loads(json_path.read_text())
+    assert current["info"]["version"] == shapes.GENERATOR_VERSION
+    outdated = dict(current, info=dict(current["info"], version=shapes.GENERATOR_VERSION - 1), annotations=[])
+    json_path.write_text(json.dumps(outdated))
+    (out / "images" / "stale.jpg").write_bytes(b"old")
+    assert shapes.ensure_shapes_dataset(tmp_path, "val") == out
+    assert json.loads(json_path.read_text()) == current
+    assert not (out / "images" / "stale.jpg").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shapes_val"]  # no temporary folder left
+    foreign = {"images": [], "annotations": [], "categories": []}
+    json_path.write_text(json.dumps(foreign))
+    shapes.ensure_shapes_dataset(tmp_path, "val")
+    assert json.loads(json_path.read_text()) == foreign

@@ -2,7 +2,7 @@
 
 Deterministic from a seed (image `i` draws from `default_rng([seed, i])`). Images are
 160..320 px per side with varied aspect ratios; each holds 1-6 circles, squares,
-triangles or stars 16..128 px across, in bright colours, overlapping a little (an
+triangles or stars 32..128 px across, in bright colours, overlapping a little (an
 occluded shape's polygon is its visible outline). Some images hold a crowd region
 (a cluster of small shapes annotated once, `iscrowd=1`, uncompressed RLE, as COCO).
 The keypoint variant has one class, `triangle`, with keypoints top, left_corner,
@@ -47,9 +47,12 @@ DEFAULT_SEEDS = {
     ("keypoints_shapes", "train"): 2,
     ("keypoints_shapes", "val"): 3,
 }
-MIN_SHAPE, MAX_SHAPE = 16.0, 128.0
+MIN_SHAPE, MAX_SHAPE = 32.0, 128.0
 CROWD_PROBABILITY = 0.15
 MIN_VISIBLE = 0.55  # an occluded shape keeps at least this fraction of its pixels
+# Bumped whenever the generator draws differently: a dataset of another version is regenerated.
+# 2: shapes are at least 32 px across (were 16), so most objects are COCO "medium" or larger.
+GENERATOR_VERSION = 2
 
 
 def uncompressed_rle(mask: np.ndarray) -> dict:
@@ -254,7 +257,7 @@ def write_shapes_dataset(
             annotations.append(ann)
     variant = "keypoints_shapes" if keypoints else "shapes"
     data = {
-        "info": {"description": f"pydetectron {variant} dataset", "seed": seed, "version": 1},
+        "info": {"description": f"pydetectron {variant} dataset", "seed": seed, "version": GENERATOR_VERSION},
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -283,18 +286,47 @@ def ensure_shapes_dataset(
     variant = "keypoints_shapes" if keypoints else "shapes"
     root = Path(root)
     out = root / f"{variant}_{split}"
-    if (out / "annotations.json").is_file():
+    found = _generator_version(out / "annotations.json")
+    if found == GENERATOR_VERSION:
         return out
+    if found is not None:
+        logger.info("%s was drawn by shapes generator version %s; regenerating with version %d", out, found,
+                    GENERATOR_VERSION)  # fmt: skip
     num_images = DEFAULT_NUM_IMAGES[split] if num_images is None else num_images
     seed = DEFAULT_SEEDS[(variant, split)] if seed is None else seed
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{out.name}.tmp{os.getpid()}"
     logger.info("Generating %s (%d images, seed %d) in %s", out.name, num_images, seed, out)
     write_shapes_dataset(tmp, num_images, seed, keypoints, image_format)
+    if found is not None:  # move the outdated dataset aside first: rename() will not replace a folder
+        old = root / f".{out.name}.old{os.getpid()}"
+        try:
+            os.rename(out, old)
+        except OSError:
+            pass  # another process moved it already
+        shutil.rmtree(old, ignore_errors=True)
     try:
         os.rename(tmp, out)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
-        if not (out / "annotations.json").is_file():
+        if _generator_version(out / "annotations.json") != GENERATOR_VERSION:
             raise
     return out
+
+
+def _generator_version(json_path: Path) -> int | None:
+    """The generator version recorded in a shapes json; None when there is no file.
+
+    A json this generator did not write (or cannot be read) counts as current: it is never
+    replaced, as before versions were recorded.
+    """
+    if not json_path.is_file():
+        return None
+    try:
+        with open(json_path) as handle:
+            info = json.load(handle).get("info", {})
+    except (OSError, ValueError, AttributeError):
+        return GENERATOR_VERSION
+    if not str(info.get("description", "")).startswith("pydetectron"):
+        return GENERATOR_VERSION
+    return info.get("version", GENERATOR_VERSION)
