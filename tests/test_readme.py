@@ -30,7 +30,7 @@ README = ROOT / "README.md"
 ALLOWED_SKIP_REASONS = ("network", "gpu", "machines")
 # (reason, first line) of every block that is not run.
 SKIPPED = [
-    ("network", "make test   # set up .venv, build the extension, run ruff and pytest"),
+    ("network", "make demo   # set up .venv, build, then train, evaluate and draw Mask R-CNN on the built-in shapes data"),  # noqa: E501
     ("network", "python -m venv .venv && .venv/bin/pip install -r requirements.txt"),
     ("network", "python tools/test_net.py --dataset coco2017 --cfg configs/baselines/e2e_mask_rcnn_R-50-FPN_1x.yaml \\"),  # noqa: E501
     ("gpu", "# one GPU, 4 images per step"),
