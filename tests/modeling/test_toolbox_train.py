@@ -1,6 +1,6 @@
 """Each backbone family as a `toolbox.` body trains a few Mask R-CNN steps on a shapes image:
 losses stay finite, gradients reach the backbone's first layer and every body parameter, and
-the total loss falls."""
+the total loss falls (the mean of the last 3 steps below that of the first 3)."""
 
 import sys
 from pathlib import Path
@@ -32,6 +32,9 @@ FAMILIES = {
     "convnext": ("toolbox.convnextv2_a+fpn", "", "AdamW", 3e-4),
     "vit": ("toolbox.vit_ti16+simple_fpn", "{'depth': 4}", "AdamW", 3e-4),
 }
+
+
+STEPS = 10
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def test_family_trains_mask_rcnn_steps_on_shapes(family, roidb):
     optimizer = build_optimizer(model, SolverSettings.from_cfg(cfg), cfg.SOLVER.BASE_LR)
     totals = []
     with one_torch_thread():
-        for step in range(5):
+        for step in range(STEPS):
             losses = model(batch["data"], batch["im_info"], batch["targets"])
             assert {"loss_mask", "loss_cls", "loss_rpn_cls"} <= set(losses)
             total = sum(v for k, v in losses.items() if k.startswith("loss"))
@@ -80,4 +83,4 @@ def test_family_trains_mask_rcnn_steps_on_shapes(family, roidb):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()
             totals.append(total.item())
-    assert totals[-1] < totals[0], totals
+    assert sum(totals[-3:]) / 3 < sum(totals[:3]) / 3, totals
