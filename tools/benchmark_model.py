@@ -257,7 +257,6 @@ def _optimizer(model):
 
 
 def ours_train(kind: str, weights: str, images, truths, timer: StageTimer):
-    import torch
 
     from pydetectron.engine.inference import InputTransform
     from pydetectron.modeling import build_model
@@ -290,18 +289,25 @@ def ours_train(kind: str, weights: str, images, truths, timer: StageTimer):
         timer.add("preprocess", time.perf_counter() - start)
         losses = model(data, im_info, targets)
         loss = sum(value for name, value in losses.items() if name.startswith("loss"))
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        timer.add("backward", time.perf_counter() - start)
-        start = time.perf_counter()
-        optimizer.step()
-        timer.add("optimizer", time.perf_counter() - start)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"non-finite loss {loss.item()}")
+        _timed_update(loss, optimizer, timer)
         return len(losses)
 
     return run
+
+
+def _timed_update(loss, optimizer, timer: StageTimer) -> None:
+    """Backward and optimizer step, each timed; a non-finite loss stops the benchmark."""
+    import torch
+
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    timer.add("backward", time.perf_counter() - start)
+    start = time.perf_counter()
+    optimizer.step()
+    timer.add("optimizer", time.perf_counter() - start)
+    if not torch.isfinite(loss):
+        raise RuntimeError(f"non-finite loss {loss.item()}")
 
 
 def torchvision_train(kind: str, weights: str, images, truths, timer: StageTimer):
@@ -325,15 +331,7 @@ def torchvision_train(kind: str, weights: str, images, truths, timer: StageTimer
         timer.add("preprocess", time.perf_counter() - start)
         losses = model(inputs, targets)
         loss = sum(losses.values())
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        timer.add("backward", time.perf_counter() - start)
-        start = time.perf_counter()
-        optimizer.step()
-        timer.add("optimizer", time.perf_counter() - start)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"non-finite loss {loss.item()}")
+        _timed_update(loss, optimizer, timer)
         return len(losses)
 
     return run

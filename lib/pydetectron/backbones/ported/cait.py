@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import LoadReport, PortedBackbone
-from .layers import DropPath, Mlp, PatchEmbed, to_2tuple, tokens_to_map
+from .layers import DropPath, Mlp, PatchEmbed, resolve_block_indices, to_2tuple, tokens_to_map
 from .pos_embed import resample_abs_pos_embed, square_grid
 
 
@@ -169,10 +169,7 @@ class Cait(PortedBackbone):
 
     def intermediate_maps(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
         """Patch-token maps after each self-attention block in `indices` (no norm), in block order."""
-        depth = len(self.blocks)
-        resolved = [i + depth if i < 0 else i for i in indices]
-        if any(not 0 <= i < depth for i in resolved):
-            raise ValueError(f"block indices {list(indices)} out of range for {depth} blocks")
+        resolved = resolve_block_indices(indices, len(self.blocks))
         return self._run_blocks(x, resolved)[1]
 
     def get_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:

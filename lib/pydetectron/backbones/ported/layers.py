@@ -7,6 +7,8 @@ load without renaming; the original repositories' names are mapped by each famil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -153,3 +155,11 @@ def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     if n != grid[0] * grid[1]:
         raise ValueError(f"{n} tokens do not fill a {grid[0]}x{grid[1]} grid")
     return tokens.reshape(b, grid[0], grid[1], c).permute(0, 3, 1, 2).contiguous()
+
+
+def resolve_block_indices(indices: Sequence[int], depth: int) -> list[int]:
+    """Block indices with negatives counted from the end; out-of-range ones are an error."""
+    resolved = [i + depth if i < 0 else i for i in indices]
+    if any(not 0 <= i < depth for i in resolved):
+        raise ValueError(f"block indices {list(indices)} out of range for {depth} blocks")
+    return resolved

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .checkpoint import PortedBackbone
-from .layers import DropPath, Mlp, PatchEmbed, to_2tuple, tokens_to_map
+from .layers import DropPath, Mlp, PatchEmbed, resolve_block_indices, to_2tuple, tokens_to_map
 
 
 class MixerBlock(nn.Module):
@@ -88,10 +88,7 @@ class MlpMixer(PortedBackbone):
 
     def intermediate_maps(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
         """Token maps [B, C, H/p, W/p] after each block in `indices` (no norm), in block order."""
-        depth = len(self.blocks)
-        resolved = [i + depth if i < 0 else i for i in indices]
-        if any(not 0 <= i < depth for i in resolved):
-            raise ValueError(f"block indices {list(indices)} out of range for {depth} blocks")
+        resolved = resolve_block_indices(indices, len(self.blocks))
         return self._run_blocks(x, resolved)[1]
 
     def get_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:

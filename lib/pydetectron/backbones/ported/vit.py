@@ -28,7 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import LoadReport, PortedBackbone, strip_prefix
-from .layers import DropPath, LayerScale, Mlp, PatchEmbed, drop_path_rates, to_2tuple, tokens_to_map
+from .layers import (
+    DropPath,
+    LayerScale,
+    Mlp,
+    PatchEmbed,
+    drop_path_rates,
+    resolve_block_indices,
+    to_2tuple,
+    tokens_to_map,
+)
 from .pos_embed import decomposed_rel_pos_bias, resample_abs_pos_embed, resize_rel_pos, square_grid
 from .windows import window_partition, window_unpartition
 
@@ -281,16 +290,9 @@ class VisionTransformer(PortedBackbone):
                 maps.append(tokens_to_map(tokens[:, self.num_prefix_tokens :], grid))
         return tokens, maps
 
-    def _block_indices(self, indices: Sequence[int]) -> list[int]:
-        depth = len(self.blocks)
-        resolved = [i + depth if i < 0 else i for i in indices]
-        if any(not 0 <= i < depth for i in resolved):
-            raise ValueError(f"block indices {list(indices)} out of range for {depth} blocks")
-        return resolved
-
     def intermediate_maps(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
         """Patch-token maps [B, C, H/p, W/p] after each block in `indices` (no norm), in block order."""
-        return self._run_blocks(x, self._block_indices(indices))[1]
+        return self._run_blocks(x, resolve_block_indices(indices, len(self.blocks)))[1]
 
     def get_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[the last block's patch tokens as a [B, C, H/p, W/p] map] (stride `patch_size`)."""
