@@ -208,7 +208,7 @@ def _test_defaults() -> AttrDict:
 
 def _model_defaults() -> AttrDict:
     m = AttrDict()
-    m.TYPE = ""  # model builder name, e.g. 'generalized_rcnn'
+    m.TYPE = ""  # the model in modeling.MODEL_TYPES: 'generalized_rcnn' or 'retinanet'
     m.CONV_BODY = ""  # registered body name, e.g. 'FPN.fpn_ResNet50_conv5_body'
     m.NUM_CLASSES = -1  # including background (81 for COCO); must be set
     m.CLS_AGNOSTIC_BBOX_REG = False  # one box regressor shared by all classes

@@ -10,7 +10,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from pydetectron.config import get_cfg
 from pydetectron.modeling import BODIES
-from pydetectron.modeling.backbones import ResNetBody, detectron_fpn_body
+from pydetectron.modeling.backbones import DetectronFPNBody, ResNetBody
 from pydetectron.modeling.levels import ShapeSpec, fpn_min_max_levels
 from pydetectron.modeling.necks import FPN
 
@@ -63,7 +63,7 @@ def test_fpn_body_matches_torchvision_resnet_fpn_backbone():
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
     reference = reference.double().eval()
-    ours = detectron_fpn_body(
+    ours = DetectronFPNBody(
         ResNetBody((3, 4, 6, 3), stride_1x1=False, norm="FrozenBN", freeze_at=0),
         dim=256,
         min_level=2,
@@ -97,7 +97,7 @@ def _fpn_cfg(**fpn_keys):
 @pytest.mark.parametrize("depth", [50, 101])
 def test_registered_fpn_bodies(depth):
     cfg = _fpn_cfg()
-    body = BODIES.get(f"FPN.fpn_ResNet{depth}_conv5_body")(cfg).eval()
+    body = BODIES.build(f"FPN.fpn_ResNet{depth}_conv5_body", cfg).eval()
     assert body.output_shape() == {f"p{k}": ShapeSpec(256, 2**k) for k in range(2, 7)}
     with torch.no_grad():
         maps = body(torch.randn(1, 3, 64, 96))
@@ -116,8 +116,8 @@ def test_registered_fpn_bodies(depth):
 
 def test_p2only_body_returns_the_finest_level_only():
     cfg = _fpn_cfg()
-    full = BODIES.get("FPN.fpn_ResNet50_conv5_body")(cfg).eval()
-    p2only = BODIES.get("FPN.add_fpn_ResNet50_conv5_P2only_body")(cfg).eval()
+    full = BODIES.build("FPN.fpn_ResNet50_conv5_body", cfg).eval()
+    p2only = BODIES.build("FPN.add_fpn_ResNet50_conv5_P2only_body", cfg).eval()
     p2only.load_state_dict(full.state_dict())
     assert p2only.output_shape() == {"p2": ShapeSpec(256, 4)}
     x = torch.randn(1, 3, 64, 96)
@@ -142,7 +142,7 @@ def test_extra_conv_levels_retinanet_style():
     cfg = _fpn_cfg(EXTRA_CONV_LEVELS=True, RPN_MIN_LEVEL=3, RPN_MAX_LEVEL=7)
     cfg.FPN.MULTILEVEL_ROIS = False
     assert fpn_min_max_levels(cfg) == (3, 7)
-    body = BODIES.get("FPN.fpn_ResNet50_conv5_body")(cfg).eval()
+    body = BODIES.build("FPN.fpn_ResNet50_conv5_body", cfg).eval()
     assert body.output_shape() == {f"p{k}": ShapeSpec(256, 2**k) for k in range(3, 8)}
     fpn = body.neck
     assert len(fpn.inner_convs) == 3 and len(fpn.extra_convs) == 2
@@ -179,7 +179,7 @@ def test_fpn_argument_errors():
     with pytest.raises(ValueError, match=r"FPN input C3 must be \[N, 512, H, W\]"):
         FPN(IN_CHANNELS)(_pyramid_inputs([(8, 8)] * 4)[:1] + [torch.zeros(1, 5, 4, 4)] * 3)
     with pytest.raises(ValueError, match="RES5_DILATION"):
-        detectron_fpn_body(ResNetBody((3, 4, 6, 3), res5_dilation=2))
+        DetectronFPNBody(ResNetBody((3, 4, 6, 3), res5_dilation=2))
 
 
 def test_zero_init_lateral_and_xavier_init():
@@ -198,7 +198,7 @@ def test_gn_fpn_body_builds_runs_and_names():
     cfg.RESNETS.STEM_FUNC = "basic_gn_stem"
     cfg.RESNETS.SHORTCUT_FUNC = "basic_gn_shortcut"
     cfg.TRAIN.FREEZE_AT = 0
-    body = BODIES.get("FPN.fpn_ResNet50_conv5_body")(cfg)
+    body = BODIES.build("FPN.fpn_ResNet50_conv5_body", cfg)
     fpn = body.neck
     assert fpn.inner_convs[0].conv.bias is None and isinstance(fpn.inner_convs[0].norm, nn.GroupNorm)
     maps = body(torch.randn(1, 3, 64, 32))
@@ -219,7 +219,7 @@ def test_gn_fpn_body_builds_runs_and_names():
 
 
 def test_detectron_mapping_of_default_fpn_body_covers_everything_once():
-    body = BODIES.get("FPN.fpn_ResNet50_conv5_body")(_fpn_cfg())
+    body = BODIES.build("FPN.fpn_ResNet50_conv5_body", _fpn_cfg())
     mapping, _ = body.detectron_weight_mapping()
     assert set(mapping) == set(body.state_dict())
     assert len(set(mapping.values())) == len(mapping)

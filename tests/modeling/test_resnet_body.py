@@ -8,10 +8,10 @@ from torch import nn
 from pydetectron.config import get_cfg
 from pydetectron.modeling import BODIES, ShapeSpec
 from pydetectron.modeling.backbones import (
+    ResNetBlockSettings,
     ResNetBody,
     freeze_at_from_cfg,
     res5_head_stage,
-    resnet_block_kwargs_from_cfg,
     resnet_norm_from_cfg,
 )
 from pydetectron.nn import AffineChannel2d, FrozenBatchNorm2d
@@ -105,7 +105,7 @@ CONV_BODY_SHAPES = [
 
 @pytest.mark.parametrize(("name", "blocks", "out_name", "channels", "stride", "shape"), CONV_BODY_SHAPES)
 def test_registered_conv_body_shapes(name, blocks, out_name, channels, stride, shape):
-    body = BODIES.get(name)(get_cfg()).eval()
+    body = BODIES.build(name, get_cfg()).eval()
     assert [len(getattr(body, stage)) for stage in body.stage_names] == blocks
     assert body.stage_blob_names == [f"res{stage}_{count - 1}_sum" for stage, count in enumerate(blocks, start=2)]
     assert body.output_shape() == {out_name: ShapeSpec(channels, stride)}
@@ -118,7 +118,7 @@ def test_registered_conv_body_shapes(name, blocks, out_name, channels, stride, s
 def test_res5_dilation_keeps_stride_16():
     cfg = get_cfg()
     cfg.RESNETS.RES5_DILATION = 2
-    body = BODIES.get("ResNet.ResNet50_conv5_body")(cfg).eval()
+    body = BODIES.build("ResNet.ResNet50_conv5_body", cfg).eval()
     assert body.output_shape() == {"res5": ShapeSpec(2048, 16)}
     first = body.res5[0]
     assert first.conv1.stride == (1, 1) and first.conv2.stride == (1, 1)
@@ -218,7 +218,7 @@ def test_gn_body_builds_from_cfg_and_runs():
     cfg.RESNETS.SHORTCUT_FUNC = "basic_gn_shortcut"
     cfg.GROUP_NORM.DIM_PER_GP = 16
     cfg.GROUP_NORM.NUM_GROUPS = -1
-    body = BODIES.get("ResNet.ResNet50_conv4_body")(cfg)
+    body = BODIES.build("ResNet.ResNet50_conv4_body", cfg)
     assert isinstance(body.res3[0].norm2, nn.GroupNorm)
     assert body.res3[0].norm2.num_groups == 128 // 16
     assert body.stem.norm1.num_groups == 64 // 16
@@ -260,7 +260,7 @@ def test_from_cfg_passes_resnext_settings():
     cfg.RESNETS.WIDTH_PER_GROUP = 4
     cfg.RESNETS.STRIDE_1X1 = False
     cfg.TRAIN.FREEZE_AT = 3
-    body = BODIES.get("ResNet.ResNet50_conv5_body")(cfg)
+    body = BODIES.build("ResNet.ResNet50_conv5_body", cfg)
     assert body.res2[0].conv2.groups == 32 and body.res2[0].conv2.out_channels == 128
     assert body.res3[0].conv2.stride == (2, 2)
     assert not body.res3[0].conv1.weight.requires_grad and body.res4[0].conv1.weight.requires_grad
@@ -269,8 +269,7 @@ def test_from_cfg_passes_resnext_settings():
 def test_res5_head_stage_for_c4_box_head():
     cfg = get_cfg()
     cfg.RESNETS.NUM_GROUPS, cfg.RESNETS.WIDTH_PER_GROUP = 2, 32
-    kwargs = resnet_block_kwargs_from_cfg(cfg)
-    head = res5_head_stage(dim_in=1024, stride_init=14 // 7, **kwargs).eval()
+    head = ResNetBlockSettings.from_cfg(cfg).res5_head(1024, resolution=14).eval()
     assert head[0].conv2.groups == 2 and head[0].conv2.out_channels == 2 * 32 * 8
     assert head.dim_out == 2048 and len(head) == 3
     with torch.no_grad():

@@ -14,9 +14,9 @@ from pydetectron.classification import build_classifier, classifier_checkpoint, 
 from pydetectron.config import assert_and_infer_cfg, get_cfg, merge_cfg_from_list
 from pydetectron.modeling import BODIES
 from pydetectron.modeling.backbones.toolbox_body import (
+    ToolboxBody,
     ToolboxSettings,
     default_global_blocks,
-    toolbox_body,
 )
 from pydetectron.modeling.model_builder import build_model
 from pydetectron.weights import WeightsError, load_initial_weights
@@ -40,12 +40,13 @@ ODD = (129, 161)
 def body_for(backbone, neck, kwargs, max_level=6, **settings):
     torch.manual_seed(0)
     options = ToolboxSettings(backbone_kwargs=kwargs, neck_channels=32, **settings)
-    return toolbox_body(backbone, neck, options, min_level=2, max_level=max_level).eval()
+    return ToolboxBody(backbone, neck, options, min_level=2, max_level=max_level).eval()
 
 
 def test_prefix_resolves_any_backbone_and_neck_and_names_bad_parts():
-    build = BODIES.get("toolbox.vovnet19_slim_ese+fpn")
-    assert callable(build) and "FPN.fpn_ResNet50_conv5_body" in BODIES  # registered names still work
+    entry = BODIES.get("toolbox.vovnet19_slim_ese+fpn")
+    assert entry.cls is ToolboxBody and dict(entry.preset) == {"backbone_name": "vovnet19_slim_ese", "neck": "fpn"}
+    assert "FPN.fpn_ResNet50_conv5_body" in BODIES  # registered names still work
     with pytest.raises(KeyError, match=r"unknown neck 'fpm'.*'fpn', 'pan'"):
         BODIES.get("toolbox.vovnet19_slim_ese+fpm")
     with pytest.raises(KeyError, match=r"did you mean.*vovnet19_slim_ese"):

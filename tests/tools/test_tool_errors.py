@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pydetectron.config import ConfigKeyError
 from pydetectron.data.shapes import write_shapes_dataset
@@ -154,6 +156,28 @@ def test_test_net_and_infer_simple_errors(tools, tmp_path, truncated_ckpt, capsy
     assert tools["infer_simple"].main(["--cfg", str(SHAPES_CONFIG), "--image_dir", str(tmp_path / "empty"),
                                        "--no_cuda"]) == 2  # fmt: skip
     assert "--image_dir: no image files" in one_error_line(capsys, "infer_simple.py")
+
+
+def test_a_misspelled_head_or_body_name_or_heads_that_do_not_fit(tools, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((61, 83, 3), np.uint8)).save(images / "a.png")
+    argv = ["--cfg", str(SHAPES_CONFIG), "--image_dir", str(images), "--output_dir", str(tmp_path / "out"),
+            "--no_cuda", "--set"]  # fmt: skip
+    assert tools["infer_simple"].main([*argv, "FAST_RCNN.ROI_BOX_HEAD", "fast_rcnn_heads.roi_3mlp_head"]) == 2
+    line = one_error_line(capsys, "infer_simple.py")
+    assert "FAST_RCNN.ROI_BOX_HEAD: no entry named 'fast_rcnn_heads.roi_3mlp_head'; did you mean" in line
+    assert "'fast_rcnn_heads.roi_2mlp_head'" in line
+    assert tools["infer_simple"].main([*argv, "MODEL.CONV_BODY", "toolbox.vovnet19_slim_ese+fpm"]) == 2
+    assert "MODEL.CONV_BODY 'toolbox.vovnet19_slim_ese+fpm': unknown neck 'fpm'" in one_error_line(
+        capsys, "infer_simple.py"
+    )
+    # settings that do not fit together (an FPN box head with the mask head sharing C4's res5)
+    argv[1] = str(SHAPES_CONFIG).replace("faster_rcnn", "mask_rcnn")
+    shared_res5 = "mask_rcnn_heads.mask_rcnn_fcn_head_v0upshare"
+    assert tools["infer_simple"].main([*argv, "MRCNN.ROI_MASK_HEAD", shared_res5]) == 2
+    line = one_error_line(capsys, "infer_simple.py")
+    assert "cannot be built: MRCNN.ROI_MASK_HEAD mask_rcnn_fcn_head_v0upshare shares res5 with the box head" in line
 
 
 def test_print_config_and_make_shapes_errors(tools, tmp_path, capsys):

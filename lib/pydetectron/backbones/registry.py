@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..modeling.registry import Registry
+from ..utils.name_table import NameTable
 
 # Each entry is a constructor `fn(pretrained: str | None = None, **kwargs) -> Backbone`.
-BACKBONES = Registry("backbone")
+BACKBONES = NameTable("backbone")
 
 
 def build_backbone(name: str, pretrained: str | None = None, **kwargs):

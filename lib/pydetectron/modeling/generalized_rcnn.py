@@ -16,6 +16,8 @@ from pydetectron.nn import WeightMapping, prefix_both, submodule_mappings
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 
+from .levels import pooled_maps
+from .registry import MODEL_TYPES
 from .roi_heads.branch import ImageInfo
 from .roi_heads.roi_heads import RoIHeads
 from .rpn.rpn import RPN
@@ -32,6 +34,17 @@ def image_infos(im_info: torch.Tensor, original_sizes: Sequence[tuple[int, int]]
     return [ImageInfo(h, w, s, int(oh), int(ow)) for (h, w, s), (oh, ow) in zip(rows, original_sizes)]
 
 
+def checked_im_info(images: torch.Tensor, im_info: torch.Tensor) -> torch.Tensor:
+    """`im_info` as float32 on the images' device, after checking both shapes: images
+    [N, 3, H, W], im_info [N, 3] (height, width, scale)."""
+    if images.dim() != 4:
+        raise ValueError(f"images must be a batch [N, 3, H, W], got shape {tuple(images.shape)}")
+    if im_info.dim() != 2 or im_info.shape != (images.shape[0], 3):
+        raise ValueError(f"im_info must have shape [{images.shape[0]}, 3] (h, w, scale), got {tuple(im_info.shape)}")
+    return im_info.to(device=images.device, dtype=torch.float32)
+
+
+@MODEL_TYPES.register("generalized_rcnn")
 class GeneralizedRCNN(nn.Module):
     """Faster / Mask / Keypoint R-CNN (and RPN-only) models in Detectron's layout.
 
@@ -52,6 +65,29 @@ class GeneralizedRCNN(nn.Module):
         self.rpn_in_features = list(rpn_in_features)
         self.roi_heads = roi_heads
 
+    @classmethod
+    def from_cfg(cls, cfg, body: nn.Module) -> GeneralizedRCNN:
+        """The RPN over FPN.RPN_MIN_LEVEL..RPN_MAX_LEVEL (FPN.MULTILEVEL_RPN) or the body's one map,
+        then the RoI heads (none with MODEL.RPN_ONLY)."""
+        if not (cfg.MODEL.FASTER_RCNN or cfg.MODEL.RPN_ONLY):
+            raise ValueError(
+                "only end-to-end models are supported: set MODEL.FASTER_RCNN: True (or MODEL.RPN_ONLY: True); "
+                "precomputed proposals are not"
+            )
+        shapes = body.output_shape()
+        fpn = cfg.FPN
+        multilevel = bool(fpn.FPN_ON and fpn.MULTILEVEL_RPN)
+        rpn_features = pooled_maps(shapes, multilevel, int(fpn.RPN_MIN_LEVEL), int(fpn.RPN_MAX_LEVEL), "the RPN")
+        channels = {shapes[name].channels for name in rpn_features}
+        if len(channels) != 1:
+            raise ValueError(f"the RPN's maps {rpn_features} must have one channel count, got {channels}")
+        rpn = RPN.from_cfg(cfg, channels.pop(), [shapes[name].stride for name in rpn_features])
+        if cfg.MODEL.RPN_ONLY:
+            if cfg.MODEL.MASK_ON or cfg.MODEL.KEYPOINTS_ON:
+                raise ValueError("MODEL.RPN_ONLY models have no RoI heads: MASK_ON / KEYPOINTS_ON must be False")
+            return cls(body, rpn, rpn_features)
+        return cls(body, rpn, rpn_features, RoIHeads.from_cfg(cfg, shapes))
+
     @property
     def rpn_only(self) -> bool:
         return self.roi_heads is None
@@ -69,13 +105,7 @@ class GeneralizedRCNN(nn.Module):
         image inside the batch; targets: one `GroundTruth` per image (boxes in input pixels);
         original_sizes (h, w) of the images before scaling (default: from im_info).
         """
-        if images.dim() != 4:
-            raise ValueError(f"images must be a batch [N, 3, H, W], got shape {tuple(images.shape)}")
-        if im_info.dim() != 2 or im_info.shape != (images.shape[0], 3):
-            raise ValueError(
-                f"im_info must have shape [{images.shape[0]}, 3] (h, w, scale), got {tuple(im_info.shape)}"
-            )
-        im_info = im_info.to(device=images.device, dtype=torch.float32)
+        im_info = checked_im_info(images, im_info)
         features = self.body(images)
         rpn_maps = [features[name] for name in self.rpn_in_features]
         image_size = tuple(images.shape[-2:])

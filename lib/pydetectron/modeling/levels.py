@@ -55,6 +55,23 @@ def features_in_levels(shapes: Mapping[str, ShapeSpec], min_level: int, max_leve
     return [by_level[level] for level in wanted]
 
 
+def pooled_maps(
+    shapes: Mapping[str, ShapeSpec], multilevel: bool, min_level: int, max_level: int, who: str
+) -> list[str]:
+    """Maps a head reads: levels min_level..max_level when `multilevel`, else the body's one map.
+
+    `who` names the head in the error raised for a single-level head on a multi-map body.
+    """
+    if multilevel:
+        return features_in_levels(shapes, min_level, max_level)
+    if len(shapes) != 1:
+        raise ValueError(
+            f"{who} reads one feature map without FPN, but MODEL.CONV_BODY returns {list(shapes)}; "
+            "set FPN.FPN_ON and the FPN.MULTILEVEL_* keys to use several levels"
+        )
+    return list(shapes)
+
+
 def finest_first(shapes: Mapping[str, ShapeSpec]) -> list[str]:
     """Map names ordered by increasing stride."""
     return sorted(shapes, key=lambda name: shapes[name].stride)

@@ -1,8 +1,35 @@
-"""Registries that find bodies and heads by their Detectron names."""
+"""Registries that find bodies and heads by their Detectron names, and build them from a config.
 
-import difflib
-from collections.abc import Callable, Iterator
+One builder pattern holds across the model: a module built from the config has a
+``from_cfg(cfg, ...)`` classmethod that reads its keys and calls the constructor with plain
+arguments. A registry maps a config name to such a class plus the fixed arguments the name
+stands for (a preset), and builds through ``from_cfg``:
+
+    @BOX_HEADS.register("fast_rcnn_heads.roi_Xconv1fc_gn_head", use_gn=True)
+    @BOX_HEADS.register("fast_rcnn_heads.roi_Xconv1fc_head", use_gn=False)
+    class ConvFCHead(nn.Module):
+        @classmethod
+        def from_cfg(cls, cfg, dim_in, use_gn): ...
+
+    head = BOX_HEADS.build(cfg.FAST_RCNN.ROI_BOX_HEAD, cfg, dim_in)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
+
+from pydetectron.config import ConfigValueError
+from pydetectron.utils.name_table import NameTable
+
+
+class UnknownNameError(ConfigValueError, KeyError):
+    """A config value names no registered body, head, branch or model type (the message lists
+    the close names); a user error, so the tools report it in one line."""
+
+    def __str__(self) -> str:  # KeyError would print the message inside quotes
+        return str(self.args[0]) if self.args else ""
 
 
 def strip_detectron_add_prefix(name: str) -> str:
@@ -17,70 +44,60 @@ def strip_detectron_add_prefix(name: str) -> str:
     return f"{module}{dot}{func}"
 
 
-class Registry:
-    """A name -> object table filled with a decorator and read with a clear error.
+class RegistryEntry:
+    """A registered class and the fixed ``from_cfg`` arguments its name stands for."""
 
-    ``what`` says what the entries are (e.g. the config key they come from) and is
-    used in error messages. ``normalize`` maps a looked-up name to its canonical key.
-    """
+    def __init__(self, name: str, cls: type, preset: Mapping[str, Any] | None = None) -> None:
+        if not isinstance(cls, type) or not callable(getattr(cls, "from_cfg", None)):
+            raise TypeError(f"{name!r}: a registry entry must be a class with a from_cfg classmethod, got {cls!r}")
+        self.name = name
+        self.cls = cls
+        self.preset = MappingProxyType(dict(preset or {}))
 
-    def __init__(self, what: str, normalize: Callable[[str], str] | None = None):
-        self.what = what
-        self._normalize = normalize or (lambda name: name)
-        self._entries: dict[str, Any] = {}
-        # prefix -> resolver(name) for whole families of names (e.g. 'toolbox.<backbone>+<neck>').
-        self._prefix_resolvers: dict[str, Callable[[str], Any]] = {}
+    def build(self, cfg, *args: Any, **kwargs: Any) -> Any:
+        """``cls.from_cfg(cfg, *args, **preset, **kwargs)``."""
+        return self.cls.from_cfg(cfg, *args, **self.preset, **kwargs)
 
-    def register(self, name: str) -> Callable[[Any], Any]:
-        """Decorator adding the decorated object under ``name``; names are unique."""
-        key = self._normalize(name)
+    def __repr__(self) -> str:
+        preset = "".join(f", {key}={value!r}" for key, value in self.preset.items())
+        return f"RegistryEntry({self.name!r}, {self.cls.__name__}{preset})"
 
-        def add(obj: Any) -> Any:
-            if key in self._entries:
-                raise KeyError(f"{self.what}: {key!r} is registered twice")
-            self._entries[key] = obj
-            return obj
+
+class Registry(NameTable):
+    """Config name -> `RegistryEntry`; `build(name, cfg, ...)` builds the named module."""
+
+    def register(self, name: str, **preset: Any) -> Callable[[type], type]:
+        """Class decorator: ``name`` builds the class with ``from_cfg(cfg, ..., **preset)``."""
+
+        def add(cls: type) -> type:
+            self.add(name, RegistryEntry(name, cls, preset))
+            return cls
 
         return add
 
-    def register_prefix(self, prefix: str, resolver: Callable[[str], Any]) -> None:
-        """Resolve every unregistered name starting with ``prefix`` through ``resolver(name)``.
+    def register_prefix(self, prefix: str, resolver: Callable[[str], RegistryEntry]) -> None:
+        """Names starting with ``prefix`` resolve to ``resolver(name)``, a `RegistryEntry`."""
+        super().register_prefix(prefix, resolver)
 
-        The resolver returns the entry or raises a KeyError / ValueError naming what is wrong
-        with the name; registered names always win over a prefix.
-        """
-        if prefix in self._prefix_resolvers:
-            raise KeyError(f"{self.what}: prefix {prefix!r} is registered twice")
-        self._prefix_resolvers[prefix] = resolver
+    def get(self, name: str) -> RegistryEntry:
+        """The entry of ``name``; an `UnknownNameError` (a KeyError) lists close names when there is none."""
+        try:
+            entry = super().get(name)
+        except (KeyError, ValueError) as error:  # no entry, or a prefix resolver refused the name
+            message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+            raise UnknownNameError(message) from error
+        if not isinstance(entry, RegistryEntry):
+            raise TypeError(f"{self.what}: {name!r} resolved to {entry!r}, not a RegistryEntry")
+        return entry
 
-    def get(self, name: str) -> Any:
-        """The entry registered under ``name`` (or resolved by its prefix); a KeyError lists close names if none."""
-        key = self._normalize(name)
-        if key in self._entries:
-            return self._entries[key]
-        for prefix, resolver in self._prefix_resolvers.items():
-            if name.startswith(prefix):
-                return resolver(name)
-        close = difflib.get_close_matches(key, list(self._entries), n=5, cutoff=0.5)
-        hint = f"; did you mean {close}?" if close else ""
-        raise KeyError(
-            f"{self.what}: no entry named {name!r}{hint} ({len(self._entries)} registered: {sorted(self._entries)})"
-        )
-
-    def __contains__(self, name: str) -> bool:
-        """Registered names only (names a prefix resolver takes are checked by `get`)."""
-        return self._normalize(name) in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._entries))
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __repr__(self) -> str:
-        return f"Registry({self.what!r}, {len(self)} entries)"
+    def build(self, name: str, cfg, *args: Any, **kwargs: Any) -> Any:
+        """The module registered as ``name``, built from ``cfg`` (and the entry's inputs ``args``)."""
+        return self.get(name).build(cfg, *args, **kwargs)
 
 
-# Conv bodies (backbone, or backbone + neck) keyed by MODEL.CONV_BODY. Each entry is a
-# builder ``fn(cfg) -> nn.Module``; see backbones/resnet.py and necks/fpn.py.
+# Conv bodies (backbone, or backbone + neck) keyed by MODEL.CONV_BODY; each entry's
+# ``from_cfg(cfg)`` builds the body (see backbones/resnet.py, resnet_fpn.py, toolbox_body.py).
 BODIES = Registry("MODEL.CONV_BODY", normalize=strip_detectron_add_prefix)
+
+# Model types keyed by MODEL.TYPE; each entry's ``from_cfg(cfg, body)`` builds the model on a body.
+MODEL_TYPES = Registry("MODEL.TYPE")

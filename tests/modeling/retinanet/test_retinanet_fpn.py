@@ -7,7 +7,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from pydetectron.config import assert_and_infer_cfg, get_cfg, merge_cfg_from_list
-from pydetectron.modeling import build_body
+from pydetectron.modeling import BODIES
 from pydetectron.modeling.necks.fpn import FPN
 
 IN_CHANNELS = [8, 16, 32]
@@ -43,7 +43,7 @@ def test_body_from_cfg_names_and_input_of_fpn_6():
             target=cfg,
         )  # fmt: skip
         assert_and_infer_cfg(target=cfg)
-        return build_body(cfg)
+        return BODIES.build(cfg.MODEL.CONV_BODY, cfg)
 
     detectron, torchvision = body("backbone"), body("pyramid")
     assert list(detectron.output_shape()) == ["p3", "p4", "p5", "p6", "p7"]

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..base import Backbone
 from ..registry import register_backbone
-from .layers import ConvNormAct, check_image_batch
+from .layers import ConvNormAct, stem_and_stage_maps
 
 
 class DarknetBlock(nn.Module):
@@ -110,13 +110,7 @@ class Darknet(Backbone):
             in_channels = out_channels
 
     def get_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_image_batch(x, type(self).__name__)
-        x = self.stem(x)
-        maps = []
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps
+        return stem_and_stage_maps(self, x, self.stages, keep_stem=False)
 
 
 # YOLOv5 depth and width multipliers per size (Ultralytics' depth_multiple x width_multiple).
@@ -150,13 +144,7 @@ class DarknetYOLOv5(Backbone):
         )
 
     def get_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_image_batch(x, type(self).__name__)
-        x = self.stem(x)
-        maps = [x]
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps
+        return stem_and_stage_maps(self, x, self.stages, keep_stem=True)
 
 
 def _build(model: Backbone, pretrained: str | None) -> Backbone:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -78,6 +79,20 @@ def check_image_batch(x: torch.Tensor, who: str) -> None:
         raise ValueError(f"{who}: expected an image batch [N, 3, H, W], got {shape}")
     if not x.is_floating_point():
         raise ValueError(f"{who}: expected a floating-point image batch, got dtype {x.dtype}")
+
+
+def stem_and_stage_maps(
+    backbone: nn.Module, x: torch.Tensor, stages: Sequence[nn.Module], keep_stem: bool
+) -> list[torch.Tensor]:
+    """Check the image batch, run `backbone.stem` then each of `stages`; the stage outputs,
+    finest first, after the stem's own output when `keep_stem`."""
+    check_image_batch(x, type(backbone).__name__)
+    x = backbone.stem(x)
+    maps = [x] if keep_stem else []
+    for stage in stages:
+        x = stage(x)
+        maps.append(x)
+    return maps
 
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:

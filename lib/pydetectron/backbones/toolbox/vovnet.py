@@ -19,7 +19,7 @@ from torch import nn
 
 from ..base import Backbone
 from ..registry import register_backbone
-from .layers import ConvNormAct, EffectiveSqueezeExcitation, check_image_batch
+from .layers import ConvNormAct, EffectiveSqueezeExcitation, stem_and_stage_maps
 
 
 class OSABlock(nn.Module):
@@ -104,13 +104,7 @@ class VoVNet(Backbone):
             self.stages.append(stage)
 
     def get_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_image_batch(x, type(self).__name__)
-        x = self.stem(x)
-        maps = [x]
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps
+        return stem_and_stage_maps(self, x, self.stages, keep_stem=True)
 
 
 # Blocks per stage and convs per block of each depth (vision-toolbox / VoVNet papers).

@@ -10,21 +10,18 @@ from .resnet_blocks import (
     stage_dim_inner,
     stage_dim_out,
 )
-from .resnet_cfg import (
-    freeze_at_from_cfg,
-    resnet_block_kwargs_from_cfg,
-    resnet_body_kwargs_from_cfg,
-    resnet_norm_from_cfg,
-)
-from .resnet_fpn import detectron_fpn_body, fpn_body_from_cfg
-from .toolbox_body import BackboneBody, ToolboxSettings, resolve_toolbox_body, toolbox_body
+from .resnet_cfg import ResNetBlockSettings, freeze_at_from_cfg, resnet_norm_from_cfg
+from .resnet_fpn import DetectronFPNBody
+from .toolbox_body import BackboneBody, ToolboxBody, ToolboxSettings, resolve_toolbox_body
 
 __all__ = [
     "BackboneBody",
+    "DetectronFPNBody",
+    "ToolboxBody",
     "ToolboxSettings",
     "resolve_toolbox_body",
-    "toolbox_body",
     "RESNET_BLOCK_COUNTS",
+    "ResNetBlockSettings",
     "ResNetBody",
     "Bottleneck",
     "ResNetStem",
@@ -33,10 +30,6 @@ __all__ = [
     "res5_head_stage",
     "stage_dim_inner",
     "stage_dim_out",
-    "detectron_fpn_body",
-    "fpn_body_from_cfg",
     "freeze_at_from_cfg",
-    "resnet_block_kwargs_from_cfg",
-    "resnet_body_kwargs_from_cfg",
     "resnet_norm_from_cfg",
 ]

@@ -21,7 +21,7 @@ from ...nn import (
 from ..levels import ShapeSpec
 from ..registry import BODIES
 from .resnet_blocks import ResNetStem, ResStage, stage_dim_inner, stage_dim_out
-from .resnet_cfg import resnet_body_kwargs_from_cfg
+from .resnet_cfg import ResNetBlockSettings, freeze_at_from_cfg
 
 # Blocks per stage (res2, res3, res4, res5) of each depth.
 RESNET_BLOCK_COUNTS = {
@@ -200,19 +200,17 @@ class ResNetBody(nn.Module):
     @classmethod
     def from_cfg(cls, cfg, block_counts: Sequence[int], out_features: Sequence[str] | None = None) -> "ResNetBody":
         """Build from Detectron's RESNETS.*, GROUP_NORM.* and FREEZE_AT keys."""
-        return cls(block_counts, out_features=out_features, **resnet_body_kwargs_from_cfg(cfg))
+        return cls(
+            block_counts,
+            res5_dilation=int(cfg.RESNETS.RES5_DILATION),
+            freeze_at=freeze_at_from_cfg(cfg),
+            out_features=out_features,
+            **ResNetBlockSettings.from_cfg(cfg).kwargs(),
+        )
 
 
-def _register_resnet_body(name: str, depth: int, num_stages: int) -> None:
-    block_counts = RESNET_BLOCK_COUNTS[depth][: num_stages - 1]
-
-    def build(cfg) -> ResNetBody:
-        return ResNetBody.from_cfg(cfg, block_counts)
-
-    build.__name__ = name.rpartition(".")[2]
-    build.__doc__ = f"ResNet-{depth} body up to res{num_stages} ({name})."
-    BODIES.register(name)(build)
-
-
+# Detectron's ResNet bodies: ResNet-<depth> up to res<num_stages>.
 for _depth, _num_stages in ((50, 4), (50, 5), (101, 4), (101, 5), (152, 5)):
-    _register_resnet_body(f"ResNet.ResNet{_depth}_conv{_num_stages}_body", _depth, _num_stages)
+    BODIES.register(
+        f"ResNet.ResNet{_depth}_conv{_num_stages}_body", block_counts=RESNET_BLOCK_COUNTS[_depth][: _num_stages - 1]
+    )(ResNetBody)

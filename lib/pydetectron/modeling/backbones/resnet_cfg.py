@@ -1,12 +1,14 @@
-"""Read the ResNet body settings out of a Detectron config tree.
+"""Read the ResNet settings out of a Detectron config tree.
 
-Only builders call these; the modules themselves take plain arguments.
+Only `from_cfg` classmethods call these; the modules themselves take plain arguments.
 """
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ...config import get_cfg
 from ...nn import GroupNormSettings, check_norm_kind
+from .resnet_blocks import ResStage, res5_head_stage
 
 _BN_FUNCS = {
     "TRANS_FUNC": "bottleneck_transformation",
@@ -77,22 +79,32 @@ def freeze_at_from_cfg(cfg) -> int:
     )
 
 
-def resnet_block_kwargs_from_cfg(cfg) -> dict[str, Any]:
-    """Settings every ResNet stage shares (also the C4 box head's res5):
-    ``num_groups``, ``width_per_group``, ``stride_1x1``, ``norm``, ``gn``."""
-    resnets = cfg.RESNETS
-    return {
-        "num_groups": int(resnets.NUM_GROUPS),
-        "width_per_group": int(resnets.WIDTH_PER_GROUP),
-        "stride_1x1": bool(resnets.STRIDE_1X1),
-        "norm": resnet_norm_from_cfg(cfg),
-        "gn": GroupNormSettings.from_cfg(cfg),
-    }
+@dataclass(frozen=True)
+class ResNetBlockSettings:
+    """Settings every ResNet stage shares: the body's stages and the RoI heads' res5."""
 
+    num_groups: int
+    width_per_group: int
+    stride_1x1: bool
+    norm: str
+    gn: GroupNormSettings
 
-def resnet_body_kwargs_from_cfg(cfg) -> dict[str, Any]:
-    """``ResNetBody`` keyword arguments (all but ``block_counts``) from ``cfg``."""
-    kwargs = resnet_block_kwargs_from_cfg(cfg)
-    kwargs["res5_dilation"] = int(cfg.RESNETS.RES5_DILATION)
-    kwargs["freeze_at"] = freeze_at_from_cfg(cfg)
-    return kwargs
+    @classmethod
+    def from_cfg(cls, cfg) -> "ResNetBlockSettings":
+        """RESNETS.NUM_GROUPS / WIDTH_PER_GROUP / STRIDE_1X1, the norm keys and GROUP_NORM.*."""
+        resnets = cfg.RESNETS
+        return cls(
+            num_groups=int(resnets.NUM_GROUPS),
+            width_per_group=int(resnets.WIDTH_PER_GROUP),
+            stride_1x1=bool(resnets.STRIDE_1X1),
+            norm=resnet_norm_from_cfg(cfg),
+            gn=GroupNormSettings.from_cfg(cfg),
+        )
+
+    def kwargs(self) -> dict[str, Any]:
+        """The settings as keyword arguments of `ResNetBody` and `res5_head_stage`."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    def res5_head(self, dim_in: int, resolution: int, dilation: int = 1) -> ResStage:
+        """Detectron's res5 over pooled RoIs of ``resolution``: first stride ``resolution // 7``."""
+        return res5_head_stage(dim_in, stride_init=resolution // 7, dilation=dilation, **self.kwargs())

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..levels import HIGHEST_BACKBONE_LEVEL, LOWEST_BACKBONE_LEVEL, ShapeSpec, fpn_min_max_levels, level_of_stride
 from ..necks.neck_body import NeckBody
-from ..registry import BODIES
+from ..registry import BODIES, RegistryEntry
 
 PREFIX = "toolbox."
 NECKS = ("fpn", "pan", "bifpn", "semantic_fpn", "simple_fpn")
@@ -286,41 +286,43 @@ def neck_norm(kind: str, setting: str) -> str | None:
     return setting
 
 
-def toolbox_body(
-    backbone_name: str,
-    neck: str,
-    settings: ToolboxSettings = ToolboxSettings(),
-    min_level: int = LOWEST_BACKBONE_LEVEL,
-    max_level: int = HIGHEST_BACKBONE_LEVEL + 1,
-) -> NeckBody:
-    """`backbone_name` + `neck` as a body returning ``p<min_level>``..``p<max_level>``."""
-    if neck not in NECKS:
-        raise ValueError(f"unknown neck {neck!r}; expected one of {NECKS}")
-    backbone = build_backbone_for_body(backbone_name, neck, settings)
-    bottom_up = BackboneBody(backbone, min_level, HIGHEST_BACKBONE_LEVEL, freeze_at=settings.freeze_at)
-    shapes = bottom_up.output_shape()
-    in_features = list(shapes)
-    top_level = level_of_stride(shapes[in_features[-1]].stride)
-    if neck == "simple_fpn":
-        top_level += 1  # its coarsest output is a 2x max-pool of the input map (strides 4..32 from 16)
-    num_extra = max(0, max_level - top_level)
-    neck_module = build_neck(
-        neck, [s.channels for s in shapes.values()], [s.stride for s in shapes.values()], num_extra, settings
-    )
-    return NeckBody(bottom_up, neck_module, in_features)
+class ToolboxBody(NeckBody):
+    """A toolbox backbone and neck (``toolbox.<backbone>+<neck>``) returning ``p<min_level>``..``p<max_level>``."""
 
+    def __init__(
+        self,
+        backbone_name: str,
+        neck: str,
+        settings: ToolboxSettings = ToolboxSettings(),
+        min_level: int = LOWEST_BACKBONE_LEVEL,
+        max_level: int = HIGHEST_BACKBONE_LEVEL + 1,
+    ) -> None:
+        if neck not in NECKS:
+            raise ValueError(f"unknown neck {neck!r}; expected one of {NECKS}")
+        backbone = build_backbone_for_body(backbone_name, neck, settings)
+        bottom_up = BackboneBody(backbone, min_level, HIGHEST_BACKBONE_LEVEL, freeze_at=settings.freeze_at)
+        shapes = bottom_up.output_shape()
+        in_features = list(shapes)
+        top_level = level_of_stride(shapes[in_features[-1]].stride)
+        if neck == "simple_fpn":
+            top_level += 1  # its coarsest output is a 2x max-pool of the input map (strides 4..32 from 16)
+        num_extra = max(0, max_level - top_level)
+        neck_module = build_neck(
+            neck, [s.channels for s in shapes.values()], [s.stride for s in shapes.values()], num_extra, settings
+        )
+        super().__init__(bottom_up, neck_module, in_features)
 
-def resolve_toolbox_body(name: str):
-    """BODIES resolver of 'toolbox.<backbone>+<neck>': a builder `fn(cfg) -> NeckBody`."""
-    backbone_name, neck = split_body_name(name)
-
-    def build(cfg) -> NeckBody:
+    @classmethod
+    def from_cfg(cls, cfg, backbone_name: str, neck: str) -> ToolboxBody:
+        """TOOLBOX.* keys and the FPN level range (FPN.RPN_* / ROI_* levels)."""
         min_level, max_level = fpn_min_max_levels(cfg)
-        return toolbox_body(backbone_name, neck, ToolboxSettings.from_cfg(cfg), min_level, max_level)
+        return cls(backbone_name, neck, ToolboxSettings.from_cfg(cfg), min_level, max_level)
 
-    build.__name__ = name
-    build.__doc__ = f"Backbone {backbone_name} with the {neck} neck ({name})."
-    return build
+
+def resolve_toolbox_body(name: str) -> RegistryEntry:
+    """BODIES resolver of 'toolbox.<backbone>+<neck>': `ToolboxBody` with that backbone and neck."""
+    backbone_name, neck = split_body_name(name)
+    return RegistryEntry(name, ToolboxBody, {"backbone_name": backbone_name, "neck": neck})
 
 
 BODIES.register_prefix(PREFIX, resolve_toolbox_body)

@@ -24,16 +24,16 @@ from pydetectron import ops
 from pydetectron.structures.boxes import DEFAULT_SCALE_CLAMP, clip_boxes, decode_boxes
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.nms_variants import soft_nms
-from pydetectron.utils.settings_repr import SettingsRepr
 
 from ..roi_heads.box_postprocess import SoftNMSSettings
 from ..roi_heads.branch import ImageInfo
 from .head import flatten_dense_outputs
+from .layout import OutputLayout
 
 OUTPUT_SPACES = ("original", "input")
 
 
-class RetinaNetPostProcessor(SettingsRepr):
+class RetinaNetPostProcessor(OutputLayout):
     """Turns RetinaNet head outputs into `Detections` (boxes in original-image pixels).
 
     Args:
@@ -67,10 +67,7 @@ class RetinaNetPostProcessor(SettingsRepr):
     ) -> None:
         if output_space not in OUTPUT_SPACES:
             raise ValueError(f"output_space must be one of {OUTPUT_SPACES}, got {output_space!r}")
-        self.num_classes = int(num_classes)
-        self.softmax = bool(softmax)
-        self.background_logit = bool(background_logit)
-        self.class_specific_bbox = bool(class_specific_bbox)
+        self.set_layout(num_classes, softmax, background_logit, class_specific_bbox)
         self.score_thresh = float(score_thresh)
         self.coarsest_score_thresh = float(coarsest_score_thresh)
         self.pre_nms_top_n = int(pre_nms_top_n)
@@ -81,14 +78,6 @@ class RetinaNetPostProcessor(SettingsRepr):
         self.bbox_xform_clip = float(bbox_xform_clip)
         self.output_space = output_space
         self.soft_nms = soft_nms or SoftNMSSettings()
-
-    @property
-    def num_logits(self) -> int:
-        return self.num_classes if (self.softmax or self.background_logit) else self.num_classes - 1
-
-    @property
-    def box_dim(self) -> int:
-        return 4 * (self.num_classes - 1) if self.class_specific_bbox else 4
 
     @torch.no_grad()
     def __call__(

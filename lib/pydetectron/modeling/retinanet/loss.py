@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from pydetectron import ops
-from pydetectron.utils.settings_repr import SettingsRepr
 
+from .layout import OutputLayout
 from .targets import RetinaNetTargets
 
 LOSS_NORMALIZATIONS = ("batch_fg_plus_one", "per_image_fg")
 
 
-class RetinaNetLoss(SettingsRepr):
+class RetinaNetLoss(OutputLayout):
     """Computes {'loss_retnet_cls', 'loss_retnet_bbox'} from flattened head outputs and targets.
 
     Args:
@@ -53,33 +53,16 @@ class RetinaNetLoss(SettingsRepr):
         bbox_reg_weight: float = 1.0,
         normalization: str = "batch_fg_plus_one",
     ) -> None:
-        if num_classes < 2:
-            raise ValueError(f"num_classes counts background and must be >= 2, got {num_classes}")
         if normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {LOSS_NORMALIZATIONS}, got {normalization!r}")
-        if softmax and background_logit:
-            raise ValueError("background_logit is for sigmoid classification; softmax always has a background logit")
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        self.num_classes = int(num_classes)
-        self.softmax = bool(softmax)
-        self.background_logit = bool(background_logit)
-        self.class_specific_bbox = bool(class_specific_bbox)
+        self.set_layout(num_classes, softmax, background_logit, class_specific_bbox)
         self.alpha = float(alpha)
         self.gamma = float(gamma)
         self.beta = float(beta)
         self.bbox_reg_weight = float(bbox_reg_weight)
         self.normalization = normalization
-
-    @property
-    def num_logits(self) -> int:
-        """Class logits per anchor."""
-        return self.num_classes if (self.softmax or self.background_logit) else self.num_classes - 1
-
-    @property
-    def box_dim(self) -> int:
-        """Deltas per anchor."""
-        return 4 * (self.num_classes - 1) if self.class_specific_bbox else 4
 
     def __call__(
         self, cls_logits: torch.Tensor, bbox_deltas: torch.Tensor, targets: RetinaNetTargets

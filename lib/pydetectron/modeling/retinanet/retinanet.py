@@ -19,8 +19,9 @@ from pydetectron.nn import WeightMapping, add_prefix, prefix_both
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 
-from ..generalized_rcnn import image_infos
+from ..generalized_rcnn import checked_im_info, image_infos
 from ..levels import ShapeSpec, features_in_levels, level_of_stride
+from ..registry import MODEL_TYPES
 from ..roi_heads.box_postprocess import SoftNMSSettings
 from ..rpn.anchors import AnchorGenerator
 from .anchors import retinanet_anchor_generator
@@ -30,6 +31,7 @@ from .loss import RetinaNetLoss
 from .targets import RetinaNetTargetAssigner
 
 
+@MODEL_TYPES.register("retinanet")
 class RetinaNet(nn.Module):
     """RetinaNet over the body maps `in_features` (finest first, one per pyramid level).
 
@@ -90,13 +92,7 @@ class RetinaNet(nn.Module):
         """Losses (training, needs `targets`) or detections (eval); arguments as `GeneralizedRCNN`'s:
         images [N, 3, H, W] (padded batch), im_info [N, 3] (height, width, scale), one
         `GroundTruth` per image (boxes in input pixels), original (h, w) sizes."""
-        if images.dim() != 4:
-            raise ValueError(f"images must be a batch [N, 3, H, W], got shape {tuple(images.shape)}")
-        if im_info.dim() != 2 or im_info.shape != (images.shape[0], 3):
-            raise ValueError(
-                f"im_info must have shape [{images.shape[0]}, 3] (h, w, scale), got {tuple(im_info.shape)}"
-            )
-        im_info = im_info.to(device=images.device, dtype=torch.float32)
+        im_info = checked_im_info(images, im_info)
         features = self.body(images)
         maps = [features[name] for name in self.in_features]
         cls_logits, bbox_pred = self.head(maps)

@@ -18,12 +18,12 @@ from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 
 from ..levels import ShapeSpec
-from .box_head_builders import BOX_HEADS
 from .box_heads import FastRCNNOutputs
 from .box_loss import fast_rcnn_losses
 from .box_postprocess import BoxPostProcessor
 from .box_sampling import FastRCNNSampler, SampledRoIs
 from .branch import ImageInfo
+from .head_registries import BOX_HEADS
 from .roi_pooler import RoIPooler
 
 BOX_DECODE_SPACES = ("original", "input")
@@ -78,7 +78,8 @@ class BoxBranch(nn.Module):
         if len(channels) != 1:
             raise ValueError(f"the box head's maps {in_features} must have one channel count, got {channels}")
         strides = [input_shape[name].stride for name in in_features]
-        pooler, head = BOX_HEADS.get(cfg.FAST_RCNN.ROI_BOX_HEAD)(cfg, channels.pop(), strides)
+        pooler = RoIPooler.from_cfg(cfg, strides, "FAST_RCNN")
+        head = BOX_HEADS.build(cfg.FAST_RCNN.ROI_BOX_HEAD, cfg, channels.pop())
         outputs = FastRCNNOutputs(head.dim_out, cfg.MODEL.NUM_CLASSES, cfg.MODEL.CLS_AGNOSTIC_BBOX_REG)
         return cls(
             in_features,

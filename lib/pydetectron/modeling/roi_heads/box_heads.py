@@ -8,10 +8,13 @@ blob names (`detectron_weight_mapping`).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pydetectron.nn import (
+    GroupNormSettings,
     WeightMapping,
+    add_prefix,
     constant_fill_,
     conv_mapping,
     gaussian_fill_,
@@ -21,6 +24,9 @@ from pydetectron.nn import (
     xavier_fill_,
 )
 
+from ..backbones import ResNetBlockSettings
+from .head_registries import BOX_HEADS
+
 
 def _linear(dim_in: int, dim_out: int) -> nn.Linear:
     layer = nn.Linear(dim_in, dim_out)
@@ -29,6 +35,7 @@ def _linear(dim_in: int, dim_out: int) -> nn.Linear:
     return layer
 
 
+@BOX_HEADS.register("fast_rcnn_heads.roi_2mlp_head")
 class MLPHead(nn.Module):
     """`roi_2mlp_head`: flatten, fc6 + ReLU, fc7 + ReLU."""
 
@@ -37,6 +44,11 @@ class MLPHead(nn.Module):
         self.fc6 = _linear(dim_in * resolution * resolution, hidden_dim)
         self.fc7 = _linear(hidden_dim, hidden_dim)
         self.dim_out = hidden_dim
+
+    @classmethod
+    def from_cfg(cls, cfg, dim_in: int) -> MLPHead:
+        """FAST_RCNN.ROI_XFORM_RESOLUTION and MLP_HEAD_DIM."""
+        return cls(dim_in, cfg.FAST_RCNN.ROI_XFORM_RESOLUTION, cfg.FAST_RCNN.MLP_HEAD_DIM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.fc6(x.flatten(1)))
@@ -50,6 +62,8 @@ class MLPHead(nn.Module):
         return {f"{layer}.{t}": f"{layer}.{t}" for layer in ("fc6", "fc7") for t in ("weight", "bias")}
 
 
+@BOX_HEADS.register("fast_rcnn_heads.roi_Xconv1fc_gn_head", use_gn=True)
+@BOX_HEADS.register("fast_rcnn_heads.roi_Xconv1fc_head", use_gn=False)
 class ConvFCHead(nn.Module):
     """`roi_Xconv1fc_head` (and `_gn_head`): N 3x3 convs + ReLU, then one fc + ReLU."""
 
@@ -83,6 +97,23 @@ class ConvFCHead(nn.Module):
         self.fc6 = _linear(dim * resolution * resolution, hidden_dim)
         self.dim_out = hidden_dim
 
+    @classmethod
+    def from_cfg(cls, cfg, dim_in: int, use_gn: bool) -> ConvFCHead:
+        """FAST_RCNN.ROI_XFORM_RESOLUTION / NUM_STACKED_CONVS / CONV_HEAD_DIM / MLP_HEAD_DIM, GROUP_NORM.*."""
+        fast = cfg.FAST_RCNN
+        gn = GroupNormSettings.from_cfg(cfg)
+        return cls(
+            dim_in,
+            fast.ROI_XFORM_RESOLUTION,
+            num_convs=fast.NUM_STACKED_CONVS,
+            conv_dim=fast.CONV_HEAD_DIM,
+            hidden_dim=fast.MLP_HEAD_DIM,
+            use_gn=use_gn,
+            gn_dim_per_gp=gn.dim_per_gp,
+            gn_num_groups=gn.num_groups,
+            gn_eps=gn.eps,
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.fc6(self.convs(x).flatten(1)))
 
@@ -97,6 +128,34 @@ class ConvFCHead(nn.Module):
                 mapping.update(norm_mapping(f"convs.{name}", module, f"head_conv{conv_index}_gn"))
         mapping.update({"fc6.weight": "fc6_w", "fc6.bias": "fc6_b"})
         return mapping, []
+
+
+@BOX_HEADS.register("ResNet.ResNet_roi_conv5_head")
+class ResNetRoIConv5Head(nn.Module):
+    """`ResNet_roi_conv5_head` (C4 models): res5 on pooled RoIs, then 7x7 average pooling."""
+
+    def __init__(self, res5: nn.Module) -> None:
+        super().__init__()
+        self.res5 = res5
+        self.dim_out = res5.dim_out
+
+    @classmethod
+    def from_cfg(cls, cfg, dim_in: int) -> ResNetRoIConv5Head:
+        """RESNETS.* (res5 as in the body) at FAST_RCNN.ROI_XFORM_RESOLUTION, dilation 1."""
+        return cls(ResNetBlockSettings.from_cfg(cfg).res5_head(dim_in, cfg.FAST_RCNN.ROI_XFORM_RESOLUTION))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_map(x)[0]
+
+    def forward_with_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled vector [R, 2048], res5 output map) so a mask head can share res5 (v0upshare)."""
+        res5 = self.res5(x)
+        # Detectron's res5_pool is a 7x7 average over the 7x7 res5 output: a global mean
+        return F.adaptive_avg_pool2d(res5, 1).flatten(1), res5
+
+    def detectron_weight_mapping(self) -> WeightMapping:
+        mapping, orphans = self.res5.detectron_weight_mapping()
+        return add_prefix(mapping, "res5"), orphans
 
 
 class FastRCNNOutputs(nn.Module):

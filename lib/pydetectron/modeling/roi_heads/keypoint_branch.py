@@ -22,7 +22,8 @@ from ..levels import ShapeSpec
 from .box_branch import BoxBranch, rois_with_batch_index
 from .box_sampling import SampledRoIs, random_subset
 from .branch import ROI_BRANCHES, ImageInfo, PooledHeadBranch
-from .keypoint_heads import KEYPOINT_HEADS, KeypointOutputs
+from .head_registries import KEYPOINT_HEADS
+from .keypoint_heads import KeypointOutputs
 from .roi_pooler import RoIPooler
 
 
@@ -78,7 +79,8 @@ class KeypointBranch(PooledHeadBranch):
         in_features = box_branch.in_features
         dim_in = input_shape[in_features[0]].channels
         strides = [input_shape[name].stride for name in in_features]
-        pooler, head = KEYPOINT_HEADS.get(krcnn.ROI_KEYPOINTS_HEAD)(cfg, dim_in, strides)
+        pooler = RoIPooler.from_cfg(cfg, strides, "KRCNN")
+        head = KEYPOINT_HEADS.build(krcnn.ROI_KEYPOINTS_HEAD, cfg, dim_in)
         outputs = KeypointOutputs(
             head.dim_out,
             int(krcnn.NUM_KEYPOINTS),

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pydetectron.nn import WeightMapping, constant_fill_, conv_mapping, gaussian_fill_
 
-from ..backbones import res5_head_stage, resnet_block_kwargs_from_cfg
-from ..registry import Registry, strip_detectron_add_prefix
-from .box_head_builders import build_roi_pooler
+from ..backbones import ResNetBlockSettings
+from .head_registries import KEYPOINT_HEADS
 from .mask_heads import init_weight
 from .upsample import BilinearUpsample
 
-KEYPOINT_HEADS = Registry("KRCNN.ROI_KEYPOINTS_HEAD", normalize=strip_detectron_add_prefix)
 UPSAMPLE_MODES = ("deconv", "interpolate")
 
 
+@KEYPOINT_HEADS.register("keypoint_rcnn_heads.roi_pose_head_v1convX")
 class KeypointConvHead(nn.Module):
     """roi_pose_head_v1convX: X convs (`conv_fcn<i>`) + ReLU."""
 
@@ -32,6 +29,18 @@ class KeypointConvHead(nn.Module):
             constant_fill_(conv.bias, 0.0)
             self.convs.append(conv)
         self.dim_out = dim if num_convs else dim_in
+
+    @classmethod
+    def from_cfg(cls, cfg, dim_in: int) -> KeypointConvHead:
+        """KRCNN.NUM_STACKED_CONVS / CONV_HEAD_DIM / CONV_HEAD_KERNEL / CONV_INIT."""
+        krcnn = cfg.KRCNN
+        return cls(
+            dim_in,
+            num_convs=int(krcnn.NUM_STACKED_CONVS),
+            dim=int(krcnn.CONV_HEAD_DIM),
+            kernel=int(krcnn.CONV_HEAD_KERNEL),
+            fill=str(krcnn.CONV_INIT),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
@@ -50,6 +59,7 @@ class KeypointConvHead(nn.Module):
         return {f"convs.{i}.{t}": f"keypoint_head.{2 * i}.{t}" for i in range(len(self.convs)) for t in names}
 
 
+@KEYPOINT_HEADS.register("keypoint_rcnn_heads.ResNet_roi_conv5_head_for_keypoints")
 class KeypointRes5Head(nn.Module):
     """ResNet_roi_conv5_head_for_keypoints: a res5 stage (`_[pose]_res5*`, loadable from `res5*`)."""
 
@@ -57,6 +67,13 @@ class KeypointRes5Head(nn.Module):
         super().__init__()
         self.res5 = res5
         self.dim_out = res5.dim_out
+
+    @classmethod
+    def from_cfg(cls, cfg, dim_in: int) -> KeypointRes5Head:
+        """RESNETS.* res5 at KRCNN.ROI_XFORM_RESOLUTION / DILATION."""
+        krcnn = cfg.KRCNN
+        settings = ResNetBlockSettings.from_cfg(cfg)
+        return cls(settings.res5_head(dim_in, int(krcnn.ROI_XFORM_RESOLUTION), int(krcnn.DILATION)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.res5(x)
@@ -127,27 +144,3 @@ class KeypointOutputs(nn.Module):
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
         return {f"score.{t}": f"keypoint_predictor.kps_score_lowres.{t}" for t in ("weight", "bias")}
-
-
-@KEYPOINT_HEADS.register("keypoint_rcnn_heads.roi_pose_head_v1convX")
-def build_pose_head_v1convx(cfg, dim_in: int, strides: Sequence[int]):
-    krcnn = cfg.KRCNN
-    head = KeypointConvHead(
-        dim_in,
-        num_convs=int(krcnn.NUM_STACKED_CONVS),
-        dim=int(krcnn.CONV_HEAD_DIM),
-        kernel=int(krcnn.CONV_HEAD_KERNEL),
-        fill=str(krcnn.CONV_INIT),
-    )
-    return build_roi_pooler(cfg, strides, "KRCNN"), head
-
-
-@KEYPOINT_HEADS.register("keypoint_rcnn_heads.ResNet_roi_conv5_head_for_keypoints")
-def build_res5_keypoint_head(cfg, dim_in: int, strides: Sequence[int]):
-    res5 = res5_head_stage(
-        dim_in=dim_in,
-        stride_init=int(cfg.KRCNN.ROI_XFORM_RESOLUTION) // 7,
-        dilation=int(cfg.KRCNN.DILATION),
-        **resnet_block_kwargs_from_cfg(cfg),
-    )
-    return build_roi_pooler(cfg, strides, "KRCNN"), KeypointRes5Head(res5)

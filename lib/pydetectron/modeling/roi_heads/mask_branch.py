@@ -18,7 +18,8 @@ from ..levels import ShapeSpec
 from .box_branch import BoxBranch, rois_with_batch_index
 from .box_sampling import SampledRoIs
 from .branch import ROI_BRANCHES, ImageInfo, PooledHeadBranch
-from .mask_heads import MASK_HEADS, MaskOutputs
+from .head_registries import MASK_HEADS
+from .mask_heads import MaskOutputs
 from .roi_pooler import RoIPooler
 
 
@@ -72,7 +73,8 @@ class MaskBranch(PooledHeadBranch):
         in_features = box_branch.in_features
         dim_in = input_shape[in_features[0]].channels
         strides = [input_shape[name].stride for name in in_features]
-        pooler, head = MASK_HEADS.get(cfg.MRCNN.ROI_MASK_HEAD)(cfg, dim_in, strides, box_branch.head)
+        pooler = RoIPooler.from_cfg(cfg, strides, "MRCNN")
+        head = MASK_HEADS.build(cfg.MRCNN.ROI_MASK_HEAD, cfg, dim_in, box_branch.head)
         mrcnn = cfg.MRCNN
         outputs = MaskOutputs(
             head.dim_out,

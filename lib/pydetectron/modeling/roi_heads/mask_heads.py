@@ -8,8 +8,6 @@ with `_[mask]_` follow Detectron's sharing rule (a file without them gives the u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
@@ -24,12 +22,10 @@ from pydetectron.nn import (
     norm_mapping,
 )
 
-from ..backbones import res5_head_stage, resnet_block_kwargs_from_cfg
-from ..registry import Registry, strip_detectron_add_prefix
-from .box_head_builders import build_roi_pooler
+from ..backbones import ResNetBlockSettings
+from .head_registries import MASK_HEADS
 from .upsample import BilinearUpsample
 
-MASK_HEADS = Registry("MRCNN.ROI_MASK_HEAD", normalize=strip_detectron_add_prefix)
 CONV_INITS = ("GaussianFill", "MSRAFill")
 
 
@@ -56,6 +52,9 @@ class MaskUpsample(nn.Module):
         return torch.relu(self.conv5_mask(x))
 
 
+@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v1up", num_convs=2, use_gn=False)
+@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v1up4convs_gn", num_convs=4, use_gn=True)
+@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v1up4convs", num_convs=4, use_gn=False)
 class MaskFCNHead(nn.Module):
     """v1upXconvs (and its GN twin): X 3x3 convs + ReLU, then `conv5_mask`.
 
@@ -93,6 +92,20 @@ class MaskFCNHead(nn.Module):
         self.upsample = MaskUpsample(dim_reduced, dim_reduced, fill)
         self.dim_out = dim_reduced
 
+    @classmethod
+    def from_cfg(cls, cfg, dim_in: int, box_head: nn.Module, num_convs: int, use_gn: bool) -> MaskFCNHead:
+        """MRCNN.DIM_REDUCED / DILATION / CONV_INIT and GROUP_NORM.*; the box head is not used."""
+        mrcnn = cfg.MRCNN
+        return cls(
+            dim_in,
+            num_convs,
+            dim_reduced=int(mrcnn.DIM_REDUCED),
+            dilation=int(mrcnn.DILATION),
+            fill=str(mrcnn.CONV_INIT),
+            use_gn=use_gn,
+            gn=GroupNormSettings.from_cfg(cfg),
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, conv in enumerate(self.convs):
             x = conv(x)
@@ -122,6 +135,8 @@ class MaskFCNHead(nn.Module):
         return mapping
 
 
+@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v0upshare", shared_res5=True)
+@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v0up", shared_res5=False)
 class MaskRes5Head(nn.Module):
     """v0up / v0upshare: a ResNet res5 stage on the pooled RoIs, then `conv5_mask`.
 
@@ -139,6 +154,31 @@ class MaskRes5Head(nn.Module):
         self.shared_res5 = shared_res5
         self.upsample = MaskUpsample(res5.dim_out, dim_reduced, fill)
         self.dim_out = dim_reduced
+
+    @classmethod
+    def from_cfg(cls, cfg, dim_in: int, box_head: nn.Module, shared_res5: bool) -> MaskRes5Head:
+        """v0up: its own res5 (RESNETS.*) at MRCNN.ROI_XFORM_RESOLUTION / DILATION, Gaussian
+        `conv5_mask`; v0upshare: the C4 box head's res5 and MRCNN.CONV_INIT."""
+        mrcnn = cfg.MRCNN
+        if not shared_res5:
+            settings = ResNetBlockSettings.from_cfg(cfg)
+            res5 = settings.res5_head(dim_in, int(mrcnn.ROI_XFORM_RESOLUTION), int(mrcnn.DILATION))
+            return cls(res5, int(mrcnn.DIM_REDUCED), "GaussianFill")
+        if not hasattr(box_head, "forward_with_map"):
+            raise ValueError(
+                "MRCNN.ROI_MASK_HEAD mask_rcnn_fcn_head_v0upshare shares res5 with the box head: it needs "
+                f"FAST_RCNN.ROI_BOX_HEAD ResNet.ResNet_roi_conv5_head, got {cfg.FAST_RCNN.ROI_BOX_HEAD!r}"
+            )
+        if int(mrcnn.ROI_XFORM_RESOLUTION) != int(cfg.FAST_RCNN.ROI_XFORM_RESOLUTION):
+            raise ValueError(
+                "mask_rcnn_fcn_head_v0upshare needs MRCNN.ROI_XFORM_RESOLUTION == FAST_RCNN.ROI_XFORM_RESOLUTION "
+                f"(got {mrcnn.ROI_XFORM_RESOLUTION} and {cfg.FAST_RCNN.ROI_XFORM_RESOLUTION})"
+            )
+        if int(mrcnn.DILATION) != 1:
+            raise ValueError(
+                "mask_rcnn_fcn_head_v0upshare reuses the box head's res5 (dilation 1): set MRCNN.DILATION: 1"
+            )
+        return cls(box_head.res5, int(mrcnn.DIM_REDUCED), str(mrcnn.CONV_INIT), shared_res5=True)
 
     @property
     def stage(self) -> nn.Module:
@@ -209,63 +249,3 @@ class MaskOutputs(nn.Module):
 
     def torchvision_weight_mapping(self) -> dict[str, str]:
         return {f"mask_fcn_logits.{t}": f"mask_predictor.mask_fcn_logits.{t}" for t in ("weight", "bias")}
-
-
-def _fcn_head(cfg, dim_in: int, num_convs: int, use_gn: bool) -> MaskFCNHead:
-    mrcnn = cfg.MRCNN
-    return MaskFCNHead(
-        dim_in,
-        num_convs,
-        dim_reduced=int(mrcnn.DIM_REDUCED),
-        dilation=int(mrcnn.DILATION),
-        fill=str(mrcnn.CONV_INIT),
-        use_gn=use_gn,
-        gn=GroupNormSettings.from_cfg(cfg),
-    )
-
-
-def _res5_for_masks(cfg, dim_in: int):
-    resolution = int(cfg.MRCNN.ROI_XFORM_RESOLUTION)
-    dilation = int(cfg.MRCNN.DILATION)
-    return res5_head_stage(dim_in, stride_init=resolution // 7, dilation=dilation, **resnet_block_kwargs_from_cfg(cfg))
-
-
-@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v1up4convs")
-def build_v1up4convs(cfg, dim_in: int, strides: Sequence[int], box_head: nn.Module):
-    return build_roi_pooler(cfg, strides, "MRCNN"), _fcn_head(cfg, dim_in, 4, use_gn=False)
-
-
-@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v1up4convs_gn")
-def build_v1up4convs_gn(cfg, dim_in: int, strides: Sequence[int], box_head: nn.Module):
-    return build_roi_pooler(cfg, strides, "MRCNN"), _fcn_head(cfg, dim_in, 4, use_gn=True)
-
-
-@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v1up")
-def build_v1up(cfg, dim_in: int, strides: Sequence[int], box_head: nn.Module):
-    return build_roi_pooler(cfg, strides, "MRCNN"), _fcn_head(cfg, dim_in, 2, use_gn=False)
-
-
-@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v0up")
-def build_v0up(cfg, dim_in: int, strides: Sequence[int], box_head: nn.Module):
-    head = MaskRes5Head(_res5_for_masks(cfg, dim_in), int(cfg.MRCNN.DIM_REDUCED), "GaussianFill")
-    return build_roi_pooler(cfg, strides, "MRCNN"), head
-
-
-@MASK_HEADS.register("mask_rcnn_heads.mask_rcnn_fcn_head_v0upshare")
-def build_v0upshare(cfg, dim_in: int, strides: Sequence[int], box_head: nn.Module):
-    if not hasattr(box_head, "forward_with_map"):
-        raise ValueError(
-            "MRCNN.ROI_MASK_HEAD mask_rcnn_fcn_head_v0upshare shares res5 with the box head: it needs "
-            f"FAST_RCNN.ROI_BOX_HEAD ResNet.ResNet_roi_conv5_head, got {cfg.FAST_RCNN.ROI_BOX_HEAD!r}"
-        )
-    if int(cfg.MRCNN.ROI_XFORM_RESOLUTION) != int(cfg.FAST_RCNN.ROI_XFORM_RESOLUTION):
-        raise ValueError(
-            "mask_rcnn_fcn_head_v0upshare needs MRCNN.ROI_XFORM_RESOLUTION == FAST_RCNN.ROI_XFORM_RESOLUTION "
-            f"(got {cfg.MRCNN.ROI_XFORM_RESOLUTION} and {cfg.FAST_RCNN.ROI_XFORM_RESOLUTION})"
-        )
-    if int(cfg.MRCNN.DILATION) != 1:
-        raise ValueError("mask_rcnn_fcn_head_v0upshare reuses the box head's res5 (dilation 1): set MRCNN.DILATION: 1")
-    head = MaskRes5Head(box_head.res5, int(cfg.MRCNN.DIM_REDUCED), str(cfg.MRCNN.CONV_INIT), shared_res5=True)
-    return build_roi_pooler(cfg, strides, "MRCNN"), head
-
-

@@ -11,8 +11,16 @@ from pydetectron.nn import WeightMapping, submodule_mappings, submodule_torchvis
 from pydetectron.structures.detections import Detections
 from pydetectron.structures.ground_truth import GroundTruth
 
+from ..levels import ShapeSpec, pooled_maps
 from .box_branch import BoxBranch
-from .branch import ImageInfo, RoIBranch
+from .branch import ROI_BRANCHES, ImageInfo, RoIBranch
+
+
+def roi_branch_names(cfg) -> list[str]:
+    """Registered RoI branches this config switches on, in order: 'mask' with MODEL.MASK_ON,
+    'keypoint' with MODEL.KEYPOINTS_ON, then MODEL.EXTRA_ROI_BRANCHES."""
+    names = (["mask"] if cfg.MODEL.MASK_ON else []) + (["keypoint"] if cfg.MODEL.KEYPOINTS_ON else [])
+    return names + [str(name) for name in cfg.MODEL.EXTRA_ROI_BRANCHES]
 
 
 class RoIHeads(nn.Module):
@@ -27,6 +35,21 @@ class RoIHeads(nn.Module):
         super().__init__()
         self.box = box
         self.branches = nn.ModuleDict(dict(branches or {}))
+
+    @classmethod
+    def from_cfg(cls, cfg, shapes: Mapping[str, ShapeSpec]) -> RoIHeads:
+        """The box branch and every branch of `roi_branch_names(cfg)`, over the body maps of
+        FPN.ROI_MIN_LEVEL..ROI_MAX_LEVEL (FPN.MULTILEVEL_ROIS) or the body's one map."""
+        fpn = cfg.FPN
+        multilevel = bool(fpn.FPN_ON and fpn.MULTILEVEL_ROIS)
+        in_features = pooled_maps(shapes, multilevel, int(fpn.ROI_MIN_LEVEL), int(fpn.ROI_MAX_LEVEL), "the RoI heads")
+        box = BoxBranch.from_cfg(cfg, shapes, in_features)
+        branches: dict[str, RoIBranch] = {}
+        for name in roi_branch_names(cfg):
+            if name in branches or name == "box":
+                raise ValueError(f"RoI branch {name!r} is listed twice (MODEL.MASK_ON/KEYPOINTS_ON/EXTRA_ROI_BRANCHES)")
+            branches[name] = ROI_BRANCHES.build(name, cfg, shapes, box)
+        return cls(box, branches)
 
     def forward(
         self,

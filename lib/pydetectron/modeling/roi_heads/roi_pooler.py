@@ -58,6 +58,23 @@ class RoIPooler(nn.Module):
         self.canonical_level = canonical_level
         self.level_mapping = level_mapping
 
+    @classmethod
+    def from_cfg(cls, cfg, strides: Sequence[int], section: str = "FAST_RCNN") -> RoIPooler:
+        """The RoI transform of `section`'s ROI_XFORM_* keys (FAST_RCNN, MRCNN or KRCNN) over maps
+        of `strides`, with FPN.ROI_* for several levels."""
+        node = cfg[section]
+        return cls(
+            output_size=node.ROI_XFORM_RESOLUTION,
+            strides=strides,
+            method=node.ROI_XFORM_METHOD,
+            sampling_ratio=node.ROI_XFORM_SAMPLING_RATIO,
+            aligned=cfg.FAST_RCNN.ROI_XFORM_ALIGNED,
+            crop_with_max_pool=cfg.CROP_RESIZE_WITH_MAX_POOL,
+            canonical_scale=cfg.FPN.ROI_CANONICAL_SCALE,
+            canonical_level=cfg.FPN.ROI_CANONICAL_LEVEL,
+            level_mapping=cfg.FPN.ROI_LEVEL_MAPPING,
+        )
+
     def pool_level(self, feature: torch.Tensor, rois: torch.Tensor, scale: float) -> torch.Tensor:
         """Apply the configured RoI transform on one feature map."""
         size = self.output_size
