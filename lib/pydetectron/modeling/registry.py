@@ -75,12 +75,9 @@ class Registry(NameTable):
 
         return add
 
-    def register_prefix(self, prefix: str, resolver: Callable[[str], RegistryEntry]) -> None:
-        """Names starting with ``prefix`` resolve to ``resolver(name)``, a `RegistryEntry`."""
-        super().register_prefix(prefix, resolver)
-
     def get(self, name: str) -> RegistryEntry:
-        """The entry of ``name``; an `UnknownNameError` (a KeyError) lists close names when there is none."""
+        """The entry of ``name`` (a prefix resolver must return a `RegistryEntry`); when there is
+        none, an `UnknownNameError` (a KeyError) lists the close names."""
         try:
             entry = super().get(name)
         except (KeyError, ValueError) as error:  # no entry, or a prefix resolver refused the name
